@@ -194,6 +194,10 @@ func malformed(format string, args ...any) error {
 
 // EncodeRequest encodes r exactly as the vendor libraries do.
 func EncodeRequest(r Request) ([]byte, error) {
+	if e, ok := r.(ExtendPCRRequest); ok && e.Data == nil {
+		e.Data = []byte{} // serde's Vec<u8> has no null
+		r = e
+	}
 	switch r := r.(type) {
 	case DescribeRequest, GetRandomRequest:
 		return encMode.Marshal(r.Op())
