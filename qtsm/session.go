@@ -171,7 +171,7 @@ func Validate(req Request) error {
 		}
 	case AttestationRequest:
 		for _, f := range []struct {
-			name string
+			name   string
 			n, max int
 		}{{"user_data", len(r.UserData), MaxUserData}, {"nonce", len(r.Nonce), MaxNonce}, {"public_key", len(r.PublicKey), MaxPublicKey}} {
 			if f.n > f.max {
