@@ -1,0 +1,113 @@
+package console
+
+import (
+	"bytes"
+	"strings"
+	"sync"
+	"testing"
+)
+
+// writes records each Write call separately so tests can check that lines
+// are never split across writes.
+type writes struct {
+	mu sync.Mutex
+	w  []string
+}
+
+func (w *writes) Write(b []byte) (int, error) {
+	w.mu.Lock()
+	w.w = append(w.w, string(b))
+	w.mu.Unlock()
+	return len(b), nil
+}
+
+func TestLines(t *testing.T) {
+	var w writes
+	c := New(&w)
+	c.Logf("step %s ok", "mounts")
+	c.Warnf("no %s", "device")
+	c.Errorf("bad")
+	c.Debugf("hidden")
+	c.SetDebug(true)
+	c.Debugf("shown %d", 1)
+	c.Line("qtenclave-exit: code=0 signal=0 reason=exited")
+	c.Line("")
+	want := []string{
+		"init: step mounts ok\n",
+		"init: warning: no device\n",
+		"init: error: bad\n",
+		"init: debug: shown 1\n",
+		"qtenclave-exit: code=0 signal=0 reason=exited\n",
+		"\n",
+	}
+	if strings.Join(w.w, "|") != strings.Join(want, "|") {
+		t.Errorf("writes = %q, want %q", w.w, want)
+	}
+}
+
+func TestPrefixWriter(t *testing.T) {
+	var out bytes.Buffer
+	c := New(&out)
+	p := c.PrefixWriter("qtsm-agent: ")
+	for _, s := range []string{"hel", "lo\nwor", "ld\r\n\n", "tail"} {
+		if n, err := p.Write([]byte(s)); n != len(s) || err != nil {
+			t.Fatalf("Write(%q) = %d, %v", s, n, err)
+		}
+	}
+	if got, want := out.String(), "qtsm-agent: hello\nqtsm-agent: world\nqtsm-agent: \n"; got != want {
+		t.Errorf("before Close = %q, want %q", got, want)
+	}
+	p.Close()
+	if got, want := out.String(), "qtsm-agent: hello\nqtsm-agent: world\nqtsm-agent: \nqtsm-agent: tail\n"; got != want {
+		t.Errorf("after Close = %q, want %q", got, want)
+	}
+}
+
+func TestPrefixWriterLongLine(t *testing.T) {
+	var out bytes.Buffer
+	c := New(&out)
+	p := c.PrefixWriter("> ")
+	long := strings.Repeat("x", 2*MaxLine+10)
+	p.Write([]byte(long + "\n"))
+	lines := strings.Split(strings.TrimSuffix(out.String(), "\n"), "\n")
+	if len(lines) != 3 {
+		t.Fatalf("long line split into %d lines, want 3", len(lines))
+	}
+	total := 0
+	for _, l := range lines {
+		if !strings.HasPrefix(l, "> ") {
+			t.Errorf("line %q lacks prefix", l)
+		}
+		if len(l) > MaxLine+2 {
+			t.Errorf("line of %d bytes, want <= %d", len(l), MaxLine+2)
+		}
+		total += len(l) - 2
+	}
+	if total != len(long) {
+		t.Errorf("total payload %d, want %d", total, len(long))
+	}
+}
+
+func TestConcurrentLinesIntact(t *testing.T) {
+	var w writes
+	c := New(&w)
+	var wg sync.WaitGroup
+	for i := 0; i < 8; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for j := 0; j < 50; j++ {
+				c.Logf("goroutine line %d", j)
+			}
+		}()
+	}
+	wg.Wait()
+	if len(w.w) != 400 {
+		t.Fatalf("%d writes, want 400", len(w.w))
+	}
+	for _, s := range w.w {
+		if !strings.HasPrefix(s, "init: goroutine line ") || !strings.HasSuffix(s, "\n") || strings.Count(s, "\n") != 1 {
+			t.Fatalf("write %q is not one whole line", s)
+		}
+	}
+}

@@ -1,0 +1,35 @@
+// Package vsock dials AF_VSOCK stream sockets without package net, which
+// keeps init small. Conn and Dialer are interfaces so that the heartbeat and
+// the status report can be tested over net.Pipe or unix sockets.
+package vsock
+
+import (
+	"context"
+	"io"
+	"time"
+)
+
+// Well-known context IDs.
+const (
+	CIDHypervisor = 0
+	CIDLocal      = 1 // loopback (CONFIG_VSOCKETS_LOOPBACK)
+	CIDHost       = 2
+	CIDParent     = 3 // the parent instance on Nitro and Qingtian
+)
+
+// Conn is a connected stream.
+type Conn interface {
+	io.ReadWriteCloser
+	SetDeadline(t time.Time) error
+}
+
+// Dialer connects to cid:port.
+type Dialer interface {
+	Dial(ctx context.Context, cid, port uint32) (Conn, error)
+}
+
+// DialerFunc adapts a function to Dialer.
+type DialerFunc func(ctx context.Context, cid, port uint32) (Conn, error)
+
+// Dial calls f.
+func (f DialerFunc) Dial(ctx context.Context, cid, port uint32) (Conn, error) { return f(ctx, cid, port) }
