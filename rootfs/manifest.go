@@ -1,0 +1,88 @@
+package rootfs
+
+import (
+	"fmt"
+	"strings"
+
+	"github.com/qtenclave/enclave/init/launch"
+)
+
+// Manifest computes the launch manifest of img under opts (image config,
+// then Options.Override, then Options.Launch's enclave options) and
+// validates it. WriteRamdisk writes exactly this manifest.
+func Manifest(img *Image, opts Options) (*launch.Manifest, error) {
+	c := ApplyOverride(img.config, opts.Override)
+	m := &launch.Manifest{
+		Version:    launch.Version,
+		Entrypoint: c.Entrypoint,
+		Cmd:        c.Cmd,
+		Env:        c.Env,
+		WorkingDir: c.WorkingDir,
+		User:       c.User,
+	}
+	if !hasKey(m.Env, "PATH") {
+		m.Env = append(m.Env, "PATH="+launch.DefaultPath)
+	}
+	if l := opts.Launch; l != nil {
+		m.Hostname, m.TmpNoexec, m.NofileLimit, m.Agent = l.Hostname, l.TmpNoexec, l.NofileLimit, l.Agent
+	}
+	if m.WorkingDir != "" && !strings.HasPrefix(m.WorkingDir, "/") {
+		return nil, fmt.Errorf("rootfs: working directory %q is not absolute", m.WorkingDir)
+	}
+	if err := m.Validate(); err != nil {
+		return nil, fmt.Errorf("rootfs: %s: %w", img.ref, err)
+	}
+	return m, nil
+}
+
+// ApplyOverride applies o to the image config c the way docker run's
+// --entrypoint, trailing arguments, -e, -w and -u do: a non-nil
+// o.Entrypoint replaces the Entrypoint and drops the image's Cmd unless
+// o.Cmd is non-nil too; a non-nil o.Cmd replaces Cmd; an o.Env entry
+// replaces the entry with the same key or is appended; a non-empty
+// WorkingDir or User replaces the image's.
+func ApplyOverride(c, o Config) Config {
+	c = cloneConfig(c)
+	if o.Entrypoint != nil {
+		c.Entrypoint = cloneStrings(o.Entrypoint)
+		c.Cmd = nil
+	}
+	if o.Cmd != nil {
+		c.Cmd = cloneStrings(o.Cmd)
+	}
+	for _, kv := range o.Env {
+		k, _, _ := strings.Cut(kv, "=")
+		replaced := false
+		for i, old := range c.Env {
+			if ok, _, _ := strings.Cut(old, "="); ok == k {
+				c.Env[i] = kv
+				replaced = true
+			}
+		}
+		if !replaced {
+			c.Env = append(c.Env, kv)
+		}
+	}
+	if o.WorkingDir != "" {
+		c.WorkingDir = o.WorkingDir
+	}
+	if o.User != "" {
+		c.User = o.User
+	}
+	if len(c.Entrypoint) == 0 {
+		c.Entrypoint = nil
+	}
+	if len(c.Cmd) == 0 {
+		c.Cmd = nil
+	}
+	return c
+}
+
+func hasKey(env []string, key string) bool {
+	for _, kv := range env {
+		if k, _, _ := strings.Cut(kv, "="); k == key {
+			return true
+		}
+	}
+	return false
+}

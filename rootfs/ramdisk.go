@@ -1,0 +1,194 @@
+package rootfs
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+
+	"github.com/qtenclave/enclave/init/launch"
+	"github.com/qtenclave/enclave/rootfs/cpio"
+	"github.com/qtenclave/enclave/rootfs/flatten"
+)
+
+// MountPoints are the directories always present under rootfs/ (where init
+// mounts devtmpfs, proc, sysfs and tmpfs), with the permissions used when
+// the image lacks them.
+var MountPoints = []struct {
+	Name string
+	Perm uint32
+}{
+	{"dev", 0o755}, {"proc", 0o555}, {"sys", 0o555}, {"run", 0o755}, {"tmp", 0o1777}, {"var", 0o755},
+}
+
+// Stats describe a written ramdisk.
+type Stats struct {
+	flatten.Stats       // the image's filesystem (under rootfs/)
+	ArchiveBytes  int64 // bytes written to the output
+}
+
+// WriteRamdisk streams img's application ramdisk to w (see the package
+// documentation for the layout) and returns the launch manifest it holds.
+// On error, what was written to w is incomplete and must be discarded.
+func WriteRamdisk(ctx context.Context, w io.Writer, img *Image, opts Options) (*launch.Manifest, *Stats, error) {
+	m, err := Manifest(img, opts)
+	if err != nil {
+		return nil, nil, err
+	}
+	manifestJSON, err := m.Marshal()
+	if err != nil {
+		return nil, nil, err
+	}
+	cmd, env := m.LegacyFiles()
+
+	tree, err := flatten.New(flatten.Options{TempDir: opts.TempDir})
+	if err != nil {
+		return nil, nil, err
+	}
+	defer tree.Close()
+	for _, l := range img.layers {
+		if err := ctx.Err(); err != nil {
+			return nil, nil, err
+		}
+		opts.logf("rootfs: applying %v", l.id)
+		if err := applyLayer(ctx, tree, l); err != nil {
+			return nil, nil, fmt.Errorf("rootfs: %s: %w", img.ref, err)
+		}
+	}
+	for _, mp := range MountPoints {
+		if _, err := tree.MkdirAll(mp.Name, mp.Perm); err != nil {
+			return nil, nil, err
+		}
+	}
+	if m.WorkingDir != "" {
+		if _, err := tree.MkdirAll(m.WorkingDir, 0o755); err != nil {
+			return nil, nil, err
+		}
+	}
+
+	cw := &countWriter{ctx: ctx, w: w}
+	aw := cpio.NewWriter(cw, cpio.Options{MTime: opts.MTime, Gzip: opts.Gzip})
+	perm, uid, gid := tree.Root()
+	if err := aw.Add(cpio.Entry{Name: launch.RootfsDir, Mode: cpio.TypeDir | perm, UID: uid, GID: gid}); err != nil {
+		return nil, nil, err
+	}
+	fst, err := tree.AddTo(aw, launch.RootfsDir)
+	if err != nil {
+		return nil, nil, fmt.Errorf("rootfs: %s: %w", img.ref, err)
+	}
+	if fst.Dropped > 0 {
+		opts.logf("rootfs: dropped %d device nodes and FIFOs", fst.Dropped)
+	}
+	for _, f := range []cpio.Entry{
+		cpio.File(launch.CmdPath, 0o644, cmd),
+		cpio.File(launch.EnvPath, 0o644, env),
+		cpio.File(launch.ManifestPath, 0o644, manifestJSON),
+	} {
+		if err := aw.Add(f); err != nil {
+			return nil, nil, err
+		}
+	}
+	if err := aw.Close(); err != nil {
+		return nil, nil, fmt.Errorf("rootfs: %s: write ramdisk: %w", img.ref, err)
+	}
+	return m, &Stats{Stats: fst, ArchiveBytes: cw.n}, nil
+}
+
+func applyLayer(ctx context.Context, tree *flatten.Tree, l layerSource) error {
+	rc, err := l.open()
+	if err != nil {
+		return fmt.Errorf("%v: open: %w", l.id, err)
+	}
+	defer rc.Close()
+	if err := tree.Apply(l.id, &ctxReader{ctx: ctx, r: rc}); err != nil {
+		return err
+	}
+	// Drain what follows the tar's end blocks so that a digest-verifying
+	// reader gets to check the whole blob.
+	if _, err := io.Copy(io.Discard, rc); err != nil {
+		return fmt.Errorf("%v: read: %w", l.id, err)
+	}
+	return rc.Close()
+}
+
+// WriteRamdiskFile writes the ramdisk to path through a temporary file in
+// the same directory, renamed into place (mode 0644) only on success: on
+// error no file is left behind. The spool goes to the same directory unless
+// opts.TempDir is set.
+func WriteRamdiskFile(ctx context.Context, path string, img *Image, opts Options) (*launch.Manifest, *Stats, error) {
+	var (
+		m  *launch.Manifest
+		st *Stats
+	)
+	dir := filepath.Dir(path)
+	if opts.TempDir == "" {
+		opts.TempDir = dir
+	}
+	err := WriteFileAtomic(path, 0o644, func(w io.Writer) error {
+		var err error
+		m, st, err = WriteRamdisk(ctx, w, img, opts)
+		return err
+	})
+	if err != nil {
+		return nil, nil, err
+	}
+	return m, st, nil
+}
+
+// WriteFileAtomic calls write with a temporary file next to path, then
+// syncs it, sets its permissions to perm and renames it to path. If write
+// or any step fails, the temporary file is removed and path is untouched.
+func WriteFileAtomic(path string, perm os.FileMode, write func(io.Writer) error) (err error) {
+	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp-*")
+	if err != nil {
+		return err
+	}
+	tmp := f.Name()
+	defer func() {
+		if err != nil {
+			f.Close()
+			os.Remove(tmp)
+		}
+	}()
+	if err = write(f); err != nil {
+		return err
+	}
+	if err = f.Sync(); err != nil {
+		return err
+	}
+	if err = f.Chmod(perm); err != nil {
+		return err
+	}
+	if err = f.Close(); err != nil {
+		return err
+	}
+	return os.Rename(tmp, path)
+}
+
+type ctxReader struct {
+	ctx context.Context
+	r   io.Reader
+}
+
+func (c *ctxReader) Read(p []byte) (int, error) {
+	if err := c.ctx.Err(); err != nil {
+		return 0, err
+	}
+	return c.r.Read(p)
+}
+
+type countWriter struct {
+	ctx context.Context
+	w   io.Writer
+	n   int64
+}
+
+func (c *countWriter) Write(p []byte) (int, error) {
+	if err := c.ctx.Err(); err != nil {
+		return 0, err
+	}
+	n, err := c.w.Write(p)
+	c.n += int64(n)
+	return n, err
+}
