@@ -1,0 +1,363 @@
+// Package client is a Go client of qtsm-agent. *Client implements
+// qtsm.Module, so code written against a *qtsm.Session works unchanged over
+// the agent's socket; Open picks the agent when its socket exists and the
+// device otherwise.
+package client
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/qtenclave/enclave/agent/api"
+	"github.com/qtenclave/enclave/qtsm"
+	"github.com/qtenclave/enclave/qtsm/pcr"
+)
+
+// maxAnswer bounds how much of an answer the client reads (documents are at
+// most 24 KiB, 32 KiB in base64).
+const maxAnswer = 1 << 20
+
+// Client talks to qtsm-agent over its Unix socket. It is safe for
+// concurrent use and keeps connections open between calls.
+type Client struct {
+	socket string
+	hc     *http.Client
+}
+
+// Option configures a Client.
+type Option func(*Client)
+
+// WithHTTPClient replaces the HTTP client (its transport must dial the
+// agent; the URL's host is ignored).
+func WithHTTPClient(hc *http.Client) Option { return func(c *Client) { c.hc = hc } }
+
+// New returns a client of the agent listening on socket (api.DefaultSocket
+// if empty). It does not connect until the first call.
+func New(socket string, opts ...Option) *Client {
+	if socket == "" {
+		socket = api.DefaultSocket
+	}
+	c := &Client{socket: socket}
+	var d net.Dialer
+	c.hc = &http.Client{Transport: &http.Transport{
+		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+			return d.DialContext(ctx, "unix", socket)
+		},
+		MaxIdleConnsPerHost: 8,
+		IdleConnTimeout:     60 * time.Second,
+		DisableCompression:  true,
+	}}
+	for _, o := range opts {
+		o(c)
+	}
+	return c
+}
+
+// Open returns a client of the agent when socket (api.DefaultSocket if
+// empty) exists, and otherwise a session over the secure-module device
+// itself.
+func Open(socket string, opts ...qtsm.Option) (qtsm.Module, error) {
+	if socket == "" {
+		socket = api.DefaultSocket
+	}
+	if fi, err := os.Stat(socket); err == nil && fi.Mode()&os.ModeSocket != 0 {
+		return New(socket), nil
+	}
+	s, err := qtsm.Open(opts...)
+	if err != nil {
+		return nil, fmt.Errorf("no agent at %s and %w", socket, err)
+	}
+	return s, nil
+}
+
+// Socket returns the socket path.
+func (c *Client) Socket() string { return c.socket }
+
+// Close implements qtsm.Module: it closes idle connections. The agent and
+// its device stay up.
+func (c *Client) Close() error {
+	c.hc.CloseIdleConnections()
+	return nil
+}
+
+// Error is an error answer decided by the agent itself (not by the secure
+// module, whose errors come back as *qtsm.Error). Compare with errors.Is
+// against the Err* values.
+type Error struct {
+	Status int    // HTTP status
+	Name   string // api.Err* name
+	Op     string
+	Detail string
+}
+
+func (e *Error) Error() string {
+	s := "qtsm-agent: "
+	if e.Op != "" {
+		s += e.Op + ": "
+	}
+	s += e.Name
+	if e.Detail != "" {
+		s += ": " + e.Detail
+	}
+	return s
+}
+
+// Is reports whether target is an *Error with the same name.
+func (e *Error) Is(target error) bool {
+	t, ok := target.(*Error)
+	return ok && t.Name == e.Name
+}
+
+// Sentinels for errors.Is.
+var (
+	ErrPermissionDenied = &Error{Name: api.ErrPermission}
+	ErrBusy             = &Error{Name: api.ErrBusy}
+	ErrTimeout          = &Error{Name: api.ErrTimeout}
+	ErrShuttingDown     = &Error{Name: api.ErrShuttingDown}
+	ErrBadRequest       = &Error{Name: api.ErrBadRequest}
+	ErrDevice           = &Error{Name: api.ErrDevice}
+)
+
+// DecodeError turns a non-2xx answer into an error: *qtsm.Error for the
+// secure module's errors, *Error for the agent's.
+func DecodeError(status int, body []byte) error {
+	var e api.Error
+	if err := json.Unmarshal(body, &e); err != nil || e.Error == "" {
+		snippet := strings.TrimSpace(string(body))
+		if len(snippet) > 200 {
+			snippet = snippet[:200] + "..."
+		}
+		return &Error{Status: status, Name: "HTTP " + strconv.Itoa(status), Detail: snippet}
+	}
+	if api.AgentErrors[e.Error] {
+		return &Error{Status: status, Name: e.Error, Op: e.Op, Detail: e.Detail}
+	}
+	return &qtsm.Error{Code: qtsm.CodeFromName(e.Error), Name: e.Error, Op: e.Op, Detail: e.Detail}
+}
+
+// call sends one request and returns the answer's body, or its error.
+func (c *Client) call(ctx context.Context, method, path string, body []byte, contentType, accept string) ([]byte, error) {
+	var rd io.Reader
+	if body != nil {
+		rd = bytes.NewReader(body)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, "http://qtsm-agent"+path, rd)
+	if err != nil {
+		return nil, err
+	}
+	if contentType != "" {
+		req.Header.Set("Content-Type", contentType)
+	}
+	req.Header.Set("Accept", accept)
+	resp, err := c.hc.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("qtsm-agent %s %s: %w", method, path, err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(io.LimitReader(resp.Body, maxAnswer+1))
+	if err != nil {
+		return nil, fmt.Errorf("qtsm-agent %s %s: reading answer: %w", method, path, err)
+	}
+	if len(b) > maxAnswer {
+		return nil, fmt.Errorf("qtsm-agent %s %s: answer over %d bytes", method, path, maxAnswer)
+	}
+	if resp.StatusCode/100 != 2 {
+		return nil, DecodeError(resp.StatusCode, b)
+	}
+	if mt := resp.Header.Get("Content-Type"); accept != api.MediaJSON && !strings.HasPrefix(mt, accept) {
+		return nil, fmt.Errorf("qtsm-agent %s %s: answer is %q, want %q", method, path, mt, accept)
+	}
+	return b, nil
+}
+
+func (c *Client) callJSON(ctx context.Context, method, path string, in, out any) error {
+	var body []byte
+	ct := ""
+	if in != nil {
+		var err error
+		if body, err = json.Marshal(in); err != nil {
+			return err
+		}
+		ct = api.MediaJSON
+	}
+	b, err := c.call(ctx, method, path, body, ct, api.MediaJSON)
+	if err != nil {
+		return err
+	}
+	if err := json.Unmarshal(b, out); err != nil {
+		return fmt.Errorf("qtsm-agent %s %s: decoding answer: %w", method, path, err)
+	}
+	return nil
+}
+
+func checkIndex(op string, i int) error {
+	if i < 0 || i >= pcr.Count {
+		return &qtsm.Error{Code: qtsm.CodeInvalidIndex, Name: qtsm.CodeInvalidIndex.String(), Op: op,
+			Detail: fmt.Sprintf("PCR index %d out of range [0,%d)", i, pcr.Count)}
+	}
+	return nil
+}
+
+// Health returns the agent's status and counters.
+func (c *Client) Health(ctx context.Context) (*api.Health, error) {
+	var h api.Health
+	if err := c.callJSON(ctx, http.MethodGet, api.PathHealth, nil, &h); err != nil {
+		return nil, err
+	}
+	return &h, nil
+}
+
+// Wait polls the agent until it answers Health or ctx ends; use it when the
+// agent may still be starting.
+func (c *Client) Wait(ctx context.Context) error {
+	t := time.NewTicker(50 * time.Millisecond)
+	defer t.Stop()
+	for {
+		_, err := c.Health(ctx)
+		if err == nil {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("waiting for qtsm-agent at %s: %w (last error: %v)", c.socket, ctx.Err(), err)
+		case <-t.C:
+		}
+	}
+}
+
+// Describe implements qtsm.Module.
+func (c *Client) Describe(ctx context.Context) (*qtsm.Description, error) {
+	var d qtsm.Description
+	if err := c.callJSON(ctx, http.MethodGet, api.PathDescribe, nil, &d); err != nil {
+		return nil, err
+	}
+	return &d, nil
+}
+
+func pcrPath(i int, suffix string) string {
+	return api.PathPCRs + "/" + strconv.Itoa(i) + suffix
+}
+
+// DescribePCR implements qtsm.Module.
+func (c *Client) DescribePCR(ctx context.Context, index int) (*qtsm.PCR, error) {
+	if err := checkIndex("DescribePCR", index); err != nil {
+		return nil, err
+	}
+	var p api.PCR
+	if err := c.callJSON(ctx, http.MethodGet, pcrPath(index, ""), nil, &p); err != nil {
+		return nil, err
+	}
+	return &qtsm.PCR{Index: p.Index, Locked: p.Locked, Value: p.Value}, nil
+}
+
+// DescribePCRs reads several PCRs in one request (all of them if none is
+// given).
+func (c *Client) DescribePCRs(ctx context.Context, indices ...int) ([]qtsm.PCR, error) {
+	path := api.PathPCRs
+	if len(indices) > 0 {
+		parts := make([]string, len(indices))
+		for k, i := range indices {
+			if err := checkIndex("DescribePCR", i); err != nil {
+				return nil, err
+			}
+			parts[k] = strconv.Itoa(i)
+		}
+		path += "?index=" + strings.Join(parts, ",")
+	}
+	var l api.PCRList
+	if err := c.callJSON(ctx, http.MethodGet, path, nil, &l); err != nil {
+		return nil, err
+	}
+	out := make([]qtsm.PCR, len(l.PCRs))
+	for k, p := range l.PCRs {
+		out[k] = qtsm.PCR{Index: p.Index, Locked: p.Locked, Value: p.Value}
+	}
+	return out, nil
+}
+
+// ExtendPCR implements qtsm.Module. The agent allows it for PCRs 16..31
+// and to peers with uid 0 or in its configured group.
+func (c *Client) ExtendPCR(ctx context.Context, index int, data []byte) ([]byte, error) {
+	if err := checkIndex("ExtendPCR", index); err != nil {
+		return nil, err
+	}
+	if data == nil {
+		data = []byte{}
+	}
+	var r api.ExtendResponse
+	if err := c.callJSON(ctx, http.MethodPost, pcrPath(index, "/extend"), api.ExtendRequest{Data: data}, &r); err != nil {
+		return nil, err
+	}
+	return r.Value, nil
+}
+
+// LockPCR implements qtsm.Module.
+func (c *Client) LockPCR(ctx context.Context, index int) error {
+	if err := checkIndex("LockPCR", index); err != nil {
+		return err
+	}
+	var r api.LockResponse
+	return c.callJSON(ctx, http.MethodPost, pcrPath(index, "/lock"), nil, &r)
+}
+
+// LockPCRs implements qtsm.Module.
+func (c *Client) LockPCRs(ctx context.Context, n int) error {
+	if n < 0 || n > pcr.Count {
+		return &qtsm.Error{Code: qtsm.CodeInvalidIndex, Name: qtsm.CodeInvalidIndex.String(), Op: "LockPCRs",
+			Detail: fmt.Sprintf("range %d outside [0,%d]", n, pcr.Count)}
+	}
+	var r api.LockResponse
+	return c.callJSON(ctx, http.MethodPost, api.PathLockRange, api.LockRangeRequest{Range: &n}, &r)
+}
+
+// Attestation implements qtsm.Module; the document travels as raw CBOR.
+func (c *Client) Attestation(ctx context.Context, req qtsm.AttestationRequest) ([]byte, error) {
+	body, err := json.Marshal(api.AttestationRequest{Nonce: req.Nonce, UserData: req.UserData, PublicKey: req.PublicKey})
+	if err != nil {
+		return nil, err
+	}
+	return c.call(ctx, http.MethodPost, api.PathAttestation, body, api.MediaJSON, api.MediaCBOR)
+}
+
+// GetRandom implements qtsm.Module: the bytes of one GetRandom answer.
+func (c *Client) GetRandom(ctx context.Context) ([]byte, error) {
+	return c.call(ctx, http.MethodGet, api.PathRandom, nil, "", api.MediaBinary)
+}
+
+// Random returns n random bytes (1..api.MaxRandom) in one request.
+func (c *Client) Random(ctx context.Context, n int) ([]byte, error) {
+	if n < 1 || n > api.MaxRandom {
+		return nil, fmt.Errorf("qtsm-agent: random: %d bytes outside [1,%d]", n, api.MaxRandom)
+	}
+	b, err := c.call(ctx, http.MethodGet, api.PathRandom+"?bytes="+strconv.Itoa(n), nil, "", api.MediaBinary)
+	if err == nil && len(b) != n {
+		err = fmt.Errorf("qtsm-agent: random: got %d bytes, want %d", len(b), n)
+	}
+	return b, err
+}
+
+// Read fills p with random bytes; Client is an io.Reader like qtsm.Session.
+func (c *Client) Read(p []byte) (int, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	n := 0
+	for n < len(p) {
+		b, err := c.Random(ctx, min(len(p)-n, api.MaxRandom))
+		if err != nil {
+			return n, err
+		}
+		n += copy(p[n:], b)
+	}
+	return n, nil
+}
+
+var _ qtsm.Module = (*Client)(nil)

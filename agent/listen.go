@@ -1,0 +1,79 @@
+package agent
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"strconv"
+	"syscall"
+	"time"
+)
+
+// Listen creates the agent's Unix socket at path with the given mode and,
+// when gid >= 0, group. The socket is bound under a temporary name, given its
+// mode and group, then renamed into place: it appears at path only when it
+// is ready to accept, with its final permissions, so whoever waits for path
+// to exist may connect at once. A stale socket at path (nobody listening) is
+// replaced; a live one is an error. Close the listener and remove path when
+// done (Server.Shutdown does not remove it).
+func Listen(path string, mode os.FileMode, gid int) (*net.UnixListener, error) {
+	if err := removeStale(path); err != nil {
+		return nil, err
+	}
+	dir := filepath.Dir(path)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, fmt.Errorf("listen %s: %w", path, err)
+	}
+	tmp := filepath.Join(dir, "."+filepath.Base(path)+"."+strconv.Itoa(os.Getpid()))
+	os.Remove(tmp)
+	l, err := net.ListenUnix("unix", &net.UnixAddr{Name: tmp, Net: "unix"})
+	if err != nil {
+		return nil, fmt.Errorf("listen %s: %w", path, err)
+	}
+	l.SetUnlinkOnClose(false)
+	fail := func(err error) (*net.UnixListener, error) {
+		l.Close()
+		os.Remove(tmp)
+		return nil, fmt.Errorf("listen %s: %w", path, err)
+	}
+	if gid >= 0 {
+		if err := os.Lchown(tmp, -1, gid); err != nil {
+			return fail(err)
+		}
+	}
+	if err := os.Chmod(tmp, mode.Perm()); err != nil {
+		return fail(err)
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		return fail(err)
+	}
+	return l, nil
+}
+
+// removeStale removes a socket at path that nobody listens on.
+func removeStale(path string) error {
+	fi, err := os.Lstat(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("listen %s: %w", path, err)
+	}
+	if fi.Mode()&os.ModeSocket == 0 {
+		return fmt.Errorf("listen %s: exists and is not a socket", path)
+	}
+	c, err := net.DialTimeout("unix", path, time.Second)
+	if err == nil {
+		c.Close()
+		return fmt.Errorf("listen %s: another agent is listening there", path)
+	}
+	if !errors.Is(err, syscall.ECONNREFUSED) && !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("listen %s: probing the existing socket: %w", path, err)
+	}
+	if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("listen %s: removing stale socket: %w", path, err)
+	}
+	return nil
+}

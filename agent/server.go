@@ -1,0 +1,169 @@
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log"
+	"net"
+	"net/http"
+	"sync/atomic"
+	"time"
+
+	"github.com/qtenclave/enclave/agent/api"
+	"github.com/qtenclave/enclave/qtsm"
+)
+
+// Defaults for Config's zero values.
+const (
+	DefaultTimeout           = 30 * time.Second
+	DefaultMaxQueue          = 1024
+	DefaultReadHeaderTimeout = 5 * time.Second
+	DefaultReadTimeout       = 10 * time.Second
+	DefaultIdleTimeout       = 90 * time.Second
+	DefaultMaxHeaderBytes    = 8 << 10
+)
+
+// Config configures a Server.
+type Config struct {
+	// Module is the secure module: a *qtsm.Session over the device or the
+	// simulator. The server owns it and closes it on Shutdown.
+	Module qtsm.Module
+	// Device and Vendor describe the module in /v1/health and logs.
+	Device string
+	Vendor qtsm.Vendor
+	// Policy decides who may extend and lock PCRs.
+	Policy Policy
+	// Timeout bounds every request, queueing included (default 30 s).
+	Timeout time.Duration
+	// MaxQueue is how many requests may wait for the device; beyond it the
+	// agent answers 503 Busy (default 1024).
+	MaxQueue int
+	// HTTP server limits (defaults above).
+	ReadHeaderTimeout time.Duration
+	ReadTimeout       time.Duration
+	IdleTimeout       time.Duration
+	MaxHeaderBytes    int
+	// Logf logs one line (default log.Printf); nil-safe.
+	Logf func(format string, args ...any)
+}
+
+// Server serves the secure module over HTTP/1.1 on a Unix socket.
+type Server struct {
+	cfg      Config
+	q        *queue
+	hs       *http.Server
+	mux      *http.ServeMux
+	denied   atomic.Uint64
+	shutting atomic.Bool
+}
+
+// New returns a server for cfg; it starts the device worker at once.
+func New(cfg Config) *Server {
+	if cfg.Timeout <= 0 {
+		cfg.Timeout = DefaultTimeout
+	}
+	if cfg.MaxQueue <= 0 {
+		cfg.MaxQueue = DefaultMaxQueue
+	}
+	if cfg.ReadHeaderTimeout <= 0 {
+		cfg.ReadHeaderTimeout = DefaultReadHeaderTimeout
+	}
+	if cfg.ReadTimeout <= 0 {
+		cfg.ReadTimeout = DefaultReadTimeout
+	}
+	if cfg.IdleTimeout <= 0 {
+		cfg.IdleTimeout = DefaultIdleTimeout
+	}
+	if cfg.MaxHeaderBytes <= 0 {
+		cfg.MaxHeaderBytes = DefaultMaxHeaderBytes
+	}
+	if cfg.Logf == nil {
+		cfg.Logf = log.Printf
+	}
+	s := &Server{cfg: cfg, q: newQueue(cfg.MaxQueue)}
+	s.mux = s.routes()
+	s.hs = &http.Server{
+		Handler:           s.mux,
+		ReadHeaderTimeout: cfg.ReadHeaderTimeout,
+		ReadTimeout:       cfg.ReadTimeout,
+		// Writing must outlast the longest request, queueing included.
+		WriteTimeout:   cfg.Timeout + cfg.ReadTimeout + 5*time.Second,
+		IdleTimeout:    cfg.IdleTimeout,
+		MaxHeaderBytes: cfg.MaxHeaderBytes,
+		ConnContext: func(ctx context.Context, c net.Conn) context.Context {
+			p, err := PeerOf(c)
+			if err != nil {
+				return WithPeer(ctx, Peer{})
+			}
+			return WithPeer(ctx, p)
+		},
+		ErrorLog: log.New(logWriter{cfg.Logf}, "", 0),
+	}
+	return s
+}
+
+type logWriter struct{ logf func(string, ...any) }
+
+func (w logWriter) Write(b []byte) (int, error) {
+	w.logf("%s", b)
+	return len(b), nil
+}
+
+// Handler returns the HTTP handler (for tests that bring their own server;
+// peers are then unknown unless the context carries one, see WithPeer).
+func (s *Server) Handler() http.Handler { return s.mux }
+
+// Serve accepts connections on l until Shutdown. It returns
+// http.ErrServerClosed after Shutdown.
+func (s *Server) Serve(l net.Listener) error { return s.hs.Serve(l) }
+
+// Shutdown stops accepting connections, lets in-flight requests finish
+// (until ctx ends), stops the device worker and closes the module.
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.shutting.Store(true)
+	err := s.hs.Shutdown(ctx)
+	s.q.close()
+	select {
+	case <-s.q.stopped:
+	case <-ctx.Done():
+		if err == nil {
+			err = ctx.Err()
+		}
+	}
+	if cerr := s.cfg.Module.Close(); cerr != nil && err == nil {
+		err = fmt.Errorf("close module: %w", cerr)
+	}
+	return err
+}
+
+// Stats returns the request counters.
+func (s *Server) Stats() api.Stats {
+	return api.Stats{
+		Queued:   s.q.len(),
+		Accepted: s.q.accepted.Load(),
+		Executed: s.q.executed.Load(),
+		Dropped:  s.q.dropped.Load(),
+		Rejected: s.q.rejected.Load(),
+		Denied:   s.denied.Load(),
+	}
+}
+
+// do queues fn for the device on behalf of the request's peer and waits for
+// its answer, for at most the configured timeout.
+func (s *Server) do(r *http.Request, fn func(ctx context.Context) (any, error)) (any, error) {
+	ctx, cancel := context.WithTimeout(r.Context(), s.cfg.Timeout)
+	defer cancel()
+	j := &job{ctx: ctx, key: PeerFrom(ctx).PID, run: fn, done: make(chan result, 1)}
+	if err := s.q.submit(j); err != nil {
+		return nil, err
+	}
+	select {
+	case res := <-j.done:
+		return res.v, res.err
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}
+
+var errTimeout = errors.New("agent: request timed out")
