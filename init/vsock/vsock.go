@@ -32,4 +32,6 @@ type Dialer interface {
 type DialerFunc func(ctx context.Context, cid, port uint32) (Conn, error)
 
 // Dial calls f.
-func (f DialerFunc) Dial(ctx context.Context, cid, port uint32) (Conn, error) { return f(ctx, cid, port) }
+func (f DialerFunc) Dial(ctx context.Context, cid, port uint32) (Conn, error) {
+	return f(ctx, cid, port)
+}
