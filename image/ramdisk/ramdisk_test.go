@@ -145,7 +145,7 @@ func TestWalkMalformed(t *testing.T) {
 		{"truncated header", good[:50]},
 		{"truncated content", good[:115]},
 		{"no trailer", good[:len(good)-124]},
-		{"bad hex", append(append([]byte("070701zzzzzzzz"), good[14:]...))},
+		{"bad hex", append([]byte("070701zzzzzzzz"), good[14:]...)},
 		{"huge name", handmadeNameSize(1 << 20)},
 		{"gzip garbage", []byte{0x1f, 0x8b, 1, 2, 3}},
 		{"huge symlink", handmade("l", TypeSymlink|0o777, make([]byte, maxLink+1))},
