@@ -44,11 +44,18 @@ type Module struct {
 // New returns a fake module with PCRs 0..15 locked at zero.
 func New() *Module {
 	m := &Module{}
+	m.Reset()
+	return m
+}
+
+// Reset puts every PCR back to zero, 0..15 locked, the others not.
+func (m *Module) Reset() {
+	m.mu.Lock()
+	defer m.mu.Unlock()
 	for i := range m.pcrs {
 		m.pcrs[i] = pcr.Zero()
 		m.locked[i] = i < pcr.FirstApp
 	}
-	return m
 }
 
 // Requests returns the requests received so far.

@@ -1,0 +1,455 @@
+// Command qtsm is the in-enclave command line of the secure module. It talks
+// to qtsm-agent over its socket and, when no agent socket exists, to the
+// device (/dev/nsm or /dev/qtsm) directly.
+//
+//	qtsm [--socket PATH] [--direct] [--json] [--timeout 30s] COMMAND
+//
+//	describe                               the module's description
+//	pcr read [INDEX...]                    PCR values (all if no index)
+//	pcr extend INDEX [--hex HEX|--string S|--file F|-]
+//	                                       extend (default: data from stdin)
+//	pcr lock INDEX                         lock one PCR
+//	pcr lock-range N                       lock PCRs [0, N)
+//	attest [--nonce HEX] [--user-data HEX|--user-data-file F]
+//	       [--public-key-file F] [--out F] [--base64]
+//	                                       attestation document (raw CBOR)
+//	random [N] [--raw]                     N random bytes (default 32), hex
+//
+// Exit status: 0 success, 1 failure, 2 usage.
+package main
+
+import (
+	"context"
+	"encoding/base64"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/qtenclave/enclave/agent/api"
+	"github.com/qtenclave/enclave/agent/client"
+	"github.com/qtenclave/enclave/qtsm"
+	"github.com/qtenclave/enclave/qtsm/pcr"
+)
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdin, os.Stdout, os.Stderr))
+}
+
+const usage = `usage: qtsm [--socket PATH] [--direct] [--json] [--timeout D] COMMAND
+commands:
+  describe
+  pcr read [INDEX...]
+  pcr extend INDEX [--hex HEX | --string S | --file F | -]
+  pcr lock INDEX
+  pcr lock-range N
+  attest [--nonce HEX] [--user-data HEX | --user-data-file F] [--public-key-file F] [--out F] [--base64]
+  random [N] [--raw]
+`
+
+// usageError is a command-line mistake (exit 2).
+type usageError struct{ msg string }
+
+func (e usageError) Error() string { return e.msg }
+
+func usagef(format string, args ...any) error { return usageError{fmt.Sprintf(format, args...)} }
+
+type env struct {
+	ctx    context.Context
+	m      qtsm.Module
+	json   bool
+	stdin  io.Reader
+	stdout io.Writer
+}
+
+func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("qtsm", flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	defSock := os.Getenv("QTSM_SOCKET")
+	if defSock == "" {
+		defSock = api.DefaultSocket
+	}
+	socket := fs.String("socket", defSock, "qtsm-agent socket ($QTSM_SOCKET)")
+	direct := fs.Bool("direct", false, "use the device directly, never the agent")
+	asJSON := fs.Bool("json", false, "print JSON")
+	timeout := fs.Duration("timeout", 30*time.Second, "deadline of the whole command")
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			fmt.Fprint(stdout, usage)
+			return 0
+		}
+		fmt.Fprintf(stderr, "qtsm: %v\n%s", err, usage)
+		return 2
+	}
+	if fs.NArg() == 0 {
+		fmt.Fprint(stderr, usage)
+		return 2
+	}
+	cmd, rest := fs.Arg(0), fs.Args()[1:]
+	var h func(*env, []string) error
+	switch cmd {
+	case "describe":
+		h = describe
+	case "pcr":
+		h = pcrCmd
+	case "attest", "attestation":
+		h = attest
+	case "random":
+		h = random
+	case "help":
+		fmt.Fprint(stdout, usage)
+		return 0
+	default:
+		fmt.Fprintf(stderr, "qtsm: unknown command %q\n%s", cmd, usage)
+		return 2
+	}
+
+	// Check the usage before touching the module.
+	if err := h(&env{}, rest); err != nil && !errors.Is(err, errDryRun) {
+		return report(stderr, err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), *timeout)
+	defer cancel()
+	var m qtsm.Module
+	var err error
+	if *direct {
+		m, err = qtsm.Open()
+	} else {
+		m, err = client.Open(*socket)
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "qtsm: %v\n", err)
+		return 1
+	}
+	defer m.Close()
+	return report(stderr, h(&env{ctx: ctx, m: m, json: *asJSON, stdin: stdin, stdout: stdout}, rest))
+}
+
+func report(stderr io.Writer, err error) int {
+	if err == nil {
+		return 0
+	}
+	var ue usageError
+	if errors.As(err, &ue) {
+		fmt.Fprintf(stderr, "qtsm: %v\n%s", err, usage)
+		return 2
+	}
+	fmt.Fprintf(stderr, "qtsm: %v\n", err)
+	return 1
+}
+
+// errDryRun: a handler called with no module stops after checking usage.
+var errDryRun = errors.New("dry run")
+
+func (e *env) dry() bool { return e.m == nil }
+
+// parseArgs parses fs's flags anywhere among args and returns the
+// positional arguments ("-" counts as positional).
+func parseArgs(fs *flag.FlagSet, args []string) ([]string, error) {
+	fs.SetOutput(io.Discard)
+	var pos []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			return nil, usagef("%s: %v", fs.Name(), err)
+		}
+		args = fs.Args()
+		if len(args) == 0 {
+			return pos, nil
+		}
+		pos = append(pos, args[0])
+		args = args[1:]
+	}
+}
+
+func parseIndex(s string) (int, error) {
+	i, err := strconv.Atoi(s)
+	if err != nil || i < 0 || i >= pcr.Count {
+		return 0, usagef("PCR index %q: want 0..%d", s, pcr.Count-1)
+	}
+	return i, nil
+}
+
+func (e *env) printJSON(v any) error {
+	b, err := json.MarshalIndent(v, "", "  ")
+	if err != nil {
+		return err
+	}
+	_, err = fmt.Fprintf(e.stdout, "%s\n", b)
+	return err
+}
+
+func describe(e *env, args []string) error {
+	if len(args) != 0 {
+		return usagef("describe takes no arguments")
+	}
+	if e.dry() {
+		return errDryRun
+	}
+	d, err := e.m.Describe(e.ctx)
+	if err != nil {
+		return err
+	}
+	if e.json {
+		return e.printJSON(d)
+	}
+	locked := make([]string, len(d.LockedPCRs))
+	for i, l := range d.LockedPCRs {
+		locked[i] = strconv.Itoa(int(l))
+	}
+	fmt.Fprintf(e.stdout, "module_id: %s\nversion: %d.%d.%d\ndigest: %s\nmax_pcrs: %d\nlocked_pcrs: %s\n",
+		d.ModuleID, d.VersionMajor, d.VersionMinor, d.VersionPatch, d.Digest, d.MaxPCRs, strings.Join(locked, ","))
+	return nil
+}
+
+func pcrCmd(e *env, args []string) error {
+	if len(args) == 0 {
+		return usagef("pcr: want read, extend, lock or lock-range")
+	}
+	switch args[0] {
+	case "read":
+		return pcrRead(e, args[1:])
+	case "extend":
+		return pcrExtend(e, args[1:])
+	case "lock":
+		if len(args) != 2 {
+			return usagef("pcr lock INDEX")
+		}
+		i, err := parseIndex(args[1])
+		if err != nil || e.dry() {
+			return cmp(err, errDryRun)
+		}
+		if err := e.m.LockPCR(e.ctx, i); err != nil {
+			return err
+		}
+		if e.json {
+			return e.printJSON(api.LockResponse{Index: &i, Locked: true})
+		}
+		fmt.Fprintf(e.stdout, "pcr%d: locked\n", i)
+		return nil
+	case "lock-range":
+		if len(args) != 2 {
+			return usagef("pcr lock-range N")
+		}
+		n, err := strconv.Atoi(args[1])
+		if err != nil || n < 0 || n > pcr.Count {
+			return usagef("pcr lock-range %q: want 0..%d", args[1], pcr.Count)
+		}
+		if e.dry() {
+			return errDryRun
+		}
+		if err := e.m.LockPCRs(e.ctx, n); err != nil {
+			return err
+		}
+		if e.json {
+			return e.printJSON(api.LockResponse{Range: &n, Locked: true})
+		}
+		fmt.Fprintf(e.stdout, "pcr0-%d: locked\n", n-1)
+		return nil
+	}
+	return usagef("pcr: unknown subcommand %q", args[0])
+}
+
+// cmp returns err if non-nil, else alt.
+func cmp(err, alt error) error {
+	if err != nil {
+		return err
+	}
+	return alt
+}
+
+func pcrRead(e *env, args []string) error {
+	var idx []int
+	for _, a := range args {
+		i, err := parseIndex(a)
+		if err != nil {
+			return err
+		}
+		idx = append(idx, i)
+	}
+	if e.dry() {
+		return errDryRun
+	}
+	if len(idx) == 0 {
+		for i := range pcr.Count {
+			idx = append(idx, i)
+		}
+	}
+	var out []api.PCR
+	for _, i := range idx {
+		p, err := e.m.DescribePCR(e.ctx, i)
+		if err != nil {
+			return err
+		}
+		out = append(out, api.PCR{Index: p.Index, Locked: p.Locked, Value: p.Value})
+	}
+	if e.json {
+		return e.printJSON(api.PCRList{PCRs: out})
+	}
+	for _, p := range out {
+		state := "unlocked"
+		if p.Locked {
+			state = "locked"
+		}
+		fmt.Fprintf(e.stdout, "pcr%d: %x %s\n", p.Index, []byte(p.Value), state)
+	}
+	return nil
+}
+
+func pcrExtend(e *env, args []string) error {
+	fs := flag.NewFlagSet("pcr extend", flag.ContinueOnError)
+	hexData := fs.String("hex", "", "data in hex")
+	str := fs.String("string", "", "data as text")
+	file := fs.String("file", "", "data from a file")
+	pos, err := parseArgs(fs, args)
+	if err != nil {
+		return err
+	}
+	if len(pos) < 1 || len(pos) > 2 || (len(pos) == 2 && pos[1] != "-") {
+		return usagef("pcr extend INDEX [--hex HEX | --string S | --file F | -]")
+	}
+	i, err := parseIndex(pos[0])
+	if err != nil {
+		return err
+	}
+	given := 0
+	fs.Visit(func(*flag.Flag) { given++ })
+	if given > 1 || (given == 1 && len(pos) == 2) {
+		return usagef("pcr extend: give the data one way only")
+	}
+	var data []byte
+	switch {
+	case isSet(fs, "hex"):
+		if data, err = hex.DecodeString(*hexData); err != nil {
+			return usagef("--hex: %v", err)
+		}
+	case isSet(fs, "string"):
+		data = []byte(*str)
+	}
+	if e.dry() {
+		return errDryRun
+	}
+	switch {
+	case isSet(fs, "file"):
+		if data, err = os.ReadFile(*file); err != nil {
+			return err
+		}
+	case given == 0:
+		if data, err = io.ReadAll(io.LimitReader(e.stdin, api.MaxBody+1)); err != nil {
+			return fmt.Errorf("reading data from stdin: %w", err)
+		}
+	}
+	v, err := e.m.ExtendPCR(e.ctx, i, data)
+	if err != nil {
+		return err
+	}
+	if e.json {
+		return e.printJSON(api.ExtendResponse{Index: i, Value: v})
+	}
+	fmt.Fprintf(e.stdout, "pcr%d: %x\n", i, v)
+	return nil
+}
+
+func isSet(fs *flag.FlagSet, name string) bool {
+	set := false
+	fs.Visit(func(f *flag.Flag) { set = set || f.Name == name })
+	return set
+}
+
+func attest(e *env, args []string) error {
+	fs := flag.NewFlagSet("attest", flag.ContinueOnError)
+	nonce := fs.String("nonce", "", "nonce in hex")
+	ud := fs.String("user-data", "", "user data in hex")
+	udFile := fs.String("user-data-file", "", "user data from a file")
+	pkFile := fs.String("public-key-file", "", "public key from a file (DER or PEM, sent as is)")
+	out := fs.String("out", "", "write the document to this file instead of stdout")
+	b64 := fs.Bool("base64", false, "print the document in base64")
+	pos, err := parseArgs(fs, args)
+	if err != nil {
+		return err
+	}
+	if len(pos) != 0 {
+		return usagef("attest takes no positional arguments")
+	}
+	var req qtsm.AttestationRequest
+	if isSet(fs, "nonce") {
+		if req.Nonce, err = hex.DecodeString(*nonce); err != nil {
+			return usagef("--nonce: %v", err)
+		}
+	}
+	if isSet(fs, "user-data") && isSet(fs, "user-data-file") {
+		return usagef("--user-data and --user-data-file are exclusive")
+	}
+	if isSet(fs, "user-data") {
+		if req.UserData, err = hex.DecodeString(*ud); err != nil {
+			return usagef("--user-data: %v", err)
+		}
+	}
+	if e.dry() {
+		return errDryRun
+	}
+	if isSet(fs, "user-data-file") {
+		if req.UserData, err = os.ReadFile(*udFile); err != nil {
+			return err
+		}
+	}
+	if isSet(fs, "public-key-file") {
+		if req.PublicKey, err = os.ReadFile(*pkFile); err != nil {
+			return err
+		}
+	}
+	doc, err := e.m.Attestation(e.ctx, req)
+	if err != nil {
+		return err
+	}
+	if e.json {
+		return e.printJSON(api.AttestationResponse{Document: doc})
+	}
+	if *b64 {
+		doc = []byte(base64.StdEncoding.EncodeToString(doc) + "\n")
+	}
+	if *out != "" {
+		return os.WriteFile(*out, doc, 0o644)
+	}
+	_, err = e.stdout.Write(doc)
+	return err
+}
+
+func random(e *env, args []string) error {
+	fs := flag.NewFlagSet("random", flag.ContinueOnError)
+	raw := fs.Bool("raw", false, "print the bytes themselves")
+	pos, err := parseArgs(fs, args)
+	if err != nil {
+		return err
+	}
+	n := 32
+	if len(pos) > 1 {
+		return usagef("random [N]")
+	}
+	if len(pos) == 1 {
+		if n, err = strconv.Atoi(pos[0]); err != nil || n < 1 || n > 1<<20 {
+			return usagef("random %q: want 1..%d", pos[0], 1<<20)
+		}
+	}
+	if e.dry() {
+		return errDryRun
+	}
+	b := make([]byte, n)
+	if _, err := qtsm.ReadRandom(e.ctx, e.m, b); err != nil {
+		return err
+	}
+	switch {
+	case e.json:
+		return e.printJSON(api.RandomResponse{Random: b})
+	case *raw:
+		_, err = e.stdout.Write(b)
+		return err
+	}
+	_, err = fmt.Fprintf(e.stdout, "%x\n", b)
+	return err
+}
