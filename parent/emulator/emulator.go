@@ -1,0 +1,235 @@
+// Package emulator plays the parent instance of an enclave booted locally
+// under QEMU's nitro-enclave machine: it serves the vhost-user-vsock socket
+// QEMU connects to, answers the heartbeat on CID 3 port 9000 (read 0xB7,
+// write 0xB7), receives the workload's exit status on port 9001 (one line,
+// `EXIT <code>\n` or `SIGNAL <n>\n`, see init/status) and forwards host
+// sockets to enclave ports.
+package emulator
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"sync"
+	"time"
+
+	"github.com/qtenclave/enclave/init/status"
+	"github.com/qtenclave/enclave/parent/vhostuser"
+	"github.com/qtenclave/enclave/parent/vsockdev"
+)
+
+// Defaults.
+const (
+	DefaultGuestCID      = 4
+	DefaultHeartbeatPort = 9000
+	DefaultStatusPort    = 9001
+	HeartbeatByte        = 0xB7
+)
+
+// Config configures a Parent.
+type Config struct {
+	GuestCID      uint32 // default 4
+	HeartbeatPort uint32 // default 9000
+	StatusPort    uint32 // default 9001
+	NoHeartbeat   bool   // do not listen on the heartbeat port
+	NoStatus      bool   // do not listen on the status port
+	// IOTimeout bounds one heartbeat or status exchange (default 10 s).
+	IOTimeout time.Duration
+	Logf      func(format string, args ...any)
+}
+
+// Parent is the emulated parent instance.
+type Parent struct {
+	cfg     Config
+	Device  *vsockdev.Device
+	Backend *vhostuser.Backend
+
+	heartbeat     chan struct{}
+	heartbeatOnce sync.Once
+	status        chan status.Status
+	statusOnce    sync.Once
+	listeners     []*vsockdev.Listener
+	wg            sync.WaitGroup
+}
+
+// New starts the vsock services.
+func New(cfg Config) (*Parent, error) {
+	if cfg.GuestCID == 0 {
+		cfg.GuestCID = DefaultGuestCID
+	}
+	if cfg.HeartbeatPort == 0 {
+		cfg.HeartbeatPort = DefaultHeartbeatPort
+	}
+	if cfg.StatusPort == 0 {
+		cfg.StatusPort = DefaultStatusPort
+	}
+	if cfg.IOTimeout <= 0 {
+		cfg.IOTimeout = 10 * time.Second
+	}
+	dev, err := vsockdev.New(vsockdev.Config{GuestCID: cfg.GuestCID, Logf: cfg.Logf})
+	if err != nil {
+		return nil, err
+	}
+	p := &Parent{
+		cfg:       cfg,
+		Device:    dev,
+		Backend:   &vhostuser.Backend{Device: dev, Logf: cfg.Logf},
+		heartbeat: make(chan struct{}),
+		status:    make(chan status.Status, 1),
+	}
+	if !cfg.NoHeartbeat {
+		l, err := dev.Listen(cfg.HeartbeatPort)
+		if err != nil {
+			dev.Close()
+			return nil, fmt.Errorf("heartbeat: %w", err)
+		}
+		p.serve(l, p.answerHeartbeat)
+	}
+	if !cfg.NoStatus {
+		l, err := dev.Listen(cfg.StatusPort)
+		if err != nil {
+			dev.Close()
+			return nil, fmt.Errorf("status: %w", err)
+		}
+		p.serve(l, p.readStatus)
+	}
+	return p, nil
+}
+
+func (p *Parent) logf(format string, args ...any) {
+	if p.cfg.Logf != nil {
+		p.cfg.Logf(format, args...)
+	}
+}
+
+func (p *Parent) serve(l *vsockdev.Listener, handle func(net.Conn)) {
+	p.listeners = append(p.listeners, l)
+	p.wg.Add(1)
+	go func() {
+		defer p.wg.Done()
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			p.wg.Add(1)
+			go func() {
+				defer p.wg.Done()
+				defer c.Close()
+				c.SetDeadline(time.Now().Add(p.cfg.IOTimeout))
+				handle(c)
+			}()
+		}
+	}()
+}
+
+// ServeVhostUser serves QEMU on l until ctx ends (see vhostuser.Backend).
+func (p *Parent) ServeVhostUser(ctx context.Context, l *net.UnixListener) error {
+	return p.Backend.Serve(ctx, l)
+}
+
+// Heartbeat is closed once the enclave's first heartbeat was answered.
+func (p *Parent) Heartbeat() <-chan struct{} { return p.heartbeat }
+
+// Status delivers the first exit status the enclave reports.
+func (p *Parent) Status() <-chan status.Status { return p.status }
+
+func (p *Parent) answerHeartbeat(c net.Conn) {
+	b := make([]byte, 1)
+	if _, err := io.ReadFull(c, b); err != nil {
+		p.logf("heartbeat from %v: %v", c.RemoteAddr(), err)
+		return
+	}
+	if b[0] != HeartbeatByte {
+		p.logf("heartbeat from %v: byte %#x, want %#x", c.RemoteAddr(), b[0], HeartbeatByte)
+		return
+	}
+	if _, err := c.Write([]byte{HeartbeatByte}); err != nil {
+		p.logf("heartbeat to %v: %v", c.RemoteAddr(), err)
+		return
+	}
+	p.heartbeatOnce.Do(func() { close(p.heartbeat) })
+}
+
+// maxStatusLine bounds the status message.
+const maxStatusLine = 64
+
+func (p *Parent) readStatus(c net.Conn) {
+	r := bufio.NewReaderSize(io.LimitReader(c, maxStatusLine), maxStatusLine)
+	line, err := r.ReadString('\n')
+	if err != nil {
+		p.logf("exit status from %v: %q: %v", c.RemoteAddr(), line, err)
+		return
+	}
+	s, err := status.ParseWire(line)
+	if err != nil {
+		p.logf("exit status from %v: %v", c.RemoteAddr(), err)
+		return
+	}
+	delivered := false
+	p.statusOnce.Do(func() {
+		p.status <- s
+		delivered = true
+	})
+	if !delivered {
+		p.logf("exit status from %v: %q after the first one, ignored", c.RemoteAddr(), line)
+	}
+}
+
+// Forward accepts host connections on l and connects each to guestPort in
+// the enclave, until ctx ends or l fails. It closes l.
+func (p *Parent) Forward(ctx context.Context, l net.Listener, guestPort uint32) error {
+	stop := context.AfterFunc(ctx, func() { l.Close() })
+	defer stop()
+	defer l.Close()
+	for {
+		hc, err := l.Accept()
+		if err != nil {
+			if ctx.Err() != nil || errors.Is(err, net.ErrClosed) {
+				return nil
+			}
+			return fmt.Errorf("forward to enclave port %d: %w", guestPort, err)
+		}
+		go p.pipe(ctx, hc, guestPort)
+	}
+}
+
+func (p *Parent) pipe(ctx context.Context, hc net.Conn, guestPort uint32) {
+	defer hc.Close()
+	dctx, cancel := context.WithTimeout(ctx, p.cfg.IOTimeout)
+	gc, err := p.Device.Dial(dctx, guestPort)
+	cancel()
+	if err != nil {
+		p.logf("forward %v -> enclave port %d: %v", hc.RemoteAddr(), guestPort, err)
+		return
+	}
+	defer gc.Close()
+	stop := context.AfterFunc(ctx, func() { hc.Close(); gc.Close() })
+	defer stop()
+	done := make(chan struct{})
+	go func() {
+		io.Copy(gc, hc)
+		gc.CloseWrite()
+		close(done)
+	}()
+	if _, err := io.Copy(hc, gc); err != nil {
+		hc.Close() // the enclave side broke: abort both directions
+		gc.Close()
+	} else if cw, ok := hc.(interface{ CloseWrite() error }); ok {
+		cw.CloseWrite()
+	}
+	<-done
+}
+
+// Close stops the services and resets all connections.
+func (p *Parent) Close() error {
+	for _, l := range p.listeners {
+		l.Close()
+	}
+	err := p.Device.Close()
+	p.wg.Wait()
+	return err
+}
