@@ -53,7 +53,10 @@ type pipeline struct {
 	err error
 }
 
-func newPipeline(w io.WriterAt) *pipeline {
+// newPipeline starts the workers; chunkSize is the buffer size (at most
+// pipelineChunkSize; small inputs need small buffers).
+func newPipeline(w io.WriterAt, chunkSize int) *pipeline {
+	chunkSize = min(max(chunkSize, 4096), pipelineChunkSize)
 	p := &pipeline{
 		w:    w,
 		a:    make(chan *chunk, pipelineChunks),
@@ -61,7 +64,7 @@ func newPipeline(w io.WriterAt) *pipeline {
 		free: make(chan *chunk, pipelineChunks),
 	}
 	for range pipelineChunks {
-		p.free <- &chunk{buf: make([]byte, pipelineChunkSize)}
+		p.free <- &chunk{buf: make([]byte, chunkSize)}
 	}
 	p.wg.Add(2)
 	go p.runA()

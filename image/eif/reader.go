@@ -323,7 +323,7 @@ func (f *File) VerifySignature(m *Measurements) (string, error) {
 // measure streams the file through the pipeline: CRC over the header and
 // every section header and data in table order, PCR hashes over the data.
 func (f *File) measure() (*Measurements, uint32, error) {
-	p := newPipeline(nil)
+	p := newPipeline(nil, int(min(f.Size, pipelineChunkSize)))
 	defer p.stop()
 	m := newMeasurer()
 

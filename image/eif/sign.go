@@ -427,6 +427,9 @@ func (r *cborReader) byteArray() ([]byte, error) {
 	}
 	out := make([]byte, n)
 	for i := range out {
+		if r.p >= len(r.b) {
+			return nil, errCBORShort
+		}
 		ib := r.b[r.p]
 		switch {
 		case ib < 24:

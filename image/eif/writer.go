@@ -56,7 +56,7 @@ func NewWriter(out io.WriterAt, opts Options) *Writer {
 	if opts.DefaultCPUs == 0 {
 		opts.DefaultCPUs = DefaultCPUs
 	}
-	w := &Writer{out: out, opts: opts, p: newPipeline(out), m: newMeasurer(), next: HeaderSize}
+	w := &Writer{out: out, opts: opts, p: newPipeline(out, pipelineChunkSize), m: newMeasurer(), next: HeaderSize}
 	if opts.Arch&^archMask != 0 {
 		w.err = fmt.Errorf("eif: unknown architecture %d", uint16(opts.Arch))
 	}

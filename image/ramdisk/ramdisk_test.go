@@ -7,6 +7,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -213,10 +215,27 @@ func TestDiff(t *testing.T) {
 	}
 }
 
+// The seed corpus is testdata/fuzz/FuzzWalk; regenerate it with
+// RAMDISK_WRITE_FUZZ_CORPUS=1 go test -run TestWriteFuzzCorpus ./image/ramdisk
+func TestWriteFuzzCorpus(t *testing.T) {
+	if os.Getenv("RAMDISK_WRITE_FUZZ_CORPUS") == "" {
+		t.Skip("set RAMDISK_WRITE_FUZZ_CORPUS=1 to regenerate testdata/fuzz")
+	}
+	dir := filepath.Join("testdata", "fuzz", "FuzzWalk")
+	os.MkdirAll(dir, 0o755)
+	for name, b := range map[string][]byte{
+		"plain":   archive(t, false, 0, sampleEntries()...),
+		"gzip":    archive(t, true, 0, sampleEntries()...),
+		"symlink": append(handmade("./x", TypeSymlink|0o777, []byte("y")), handmade(trailer, 0, nil)...),
+	} {
+		content := fmt.Sprintf("go test fuzz v1\n[]byte(%q)\n", b)
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(content), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
 func FuzzWalk(f *testing.F) {
-	f.Add(archive(f, false, 0, sampleEntries()...))
-	f.Add(archive(f, true, 0, sampleEntries()...))
-	f.Add(append(handmade("./x", TypeSymlink|0o777, []byte("y")), handmade(trailer, 0, nil)...))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		n := 0
 		err := Walk(bytes.NewReader(data), func(e *Entry) error {
