@@ -83,7 +83,9 @@ func TestValidatorRefuses(t *testing.T) {
 	// Sections: 0 kernel, 1 cmdline, 2 metadata, 3, 4 and 5 ramdisks.
 	put16 := func(off int, v uint16) func([]byte) { return func(b []byte) { binary.BigEndian.PutUint16(b[off:], v) } }
 	put64 := func(off int, v uint64) func([]byte) { return func(b []byte) { binary.BigEndian.PutUint64(b[off:], v) } }
-	secType := func(i int, v uint16) func([]byte) { return func(b []byte) { binary.BigEndian.PutUint16(b[secOff(b, i):], v) } }
+	secType := func(i int, v uint16) func([]byte) {
+		return func(b []byte) { binary.BigEndian.PutUint16(b[secOff(b, i):], v) }
+	}
 	both := func(fs ...func([]byte)) func([]byte) {
 		return func(b []byte) {
 			for _, f := range fs {

@@ -171,11 +171,11 @@ func TestDiff(t *testing.T) {
 	base := sampleEntries()
 	changed := []cpio.Entry{
 		cpio.Dir("dev", 0o755),
-		cpio.CharDev("dev/console", 0o600, 5, 2),                           // rdev
-		cpio.File("init", 0o700, []byte("#!init\n")),                       // mode
+		cpio.CharDev("dev/console", 0o600, 5, 2),                            // rdev
+		cpio.File("init", 0o700, []byte("#!init\n")),                        // mode
 		cpio.File("etc/passwd", 0o644, []byte("root:x:0:0::/root:/bin/sh")), // content
-		cpio.Symlink("bin", "usr/local/bin"),                               // link
-		cpio.File("etc/new", 0o644, nil),                                   // added
+		cpio.Symlink("bin", "usr/local/bin"),                                // link
+		cpio.File("etc/new", 0o644, nil),                                    // added
 		{Name: "home/user", Mode: cpio.TypeDir | 0o700, UID: 1001, GID: 1000},
 		// etc/passwd- removed
 	}
