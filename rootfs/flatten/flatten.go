@@ -215,6 +215,9 @@ func (t *Tree) apply(hdr *tar.Header, r io.Reader) error {
 		return fmt.Errorf("%w: sparse file", ErrType)
 	}
 	dir, base := split(p)
+	if strings.HasPrefix(dir, whiteoutMeta) || strings.Contains(dir, "/"+whiteoutMeta) {
+		return nil // inside aufs metadata (.wh..wh.plnk/...)
+	}
 	if strings.HasPrefix(base, whiteoutPrefix) {
 		return t.whiteout(dir, base)
 	}
