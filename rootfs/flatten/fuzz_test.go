@@ -121,21 +121,21 @@ func checkLayers(t *testing.T, layers ...[]byte) {
 	}
 	defer tree.Close()
 	for i, l := range layers {
-			if err := tree.Apply(Layer{Index: i}, bytes.NewReader(l)); err != nil {
-				var fe *Error
-				if !errors.As(err, &fe) || fe.Layer.Index != i {
-					t.Fatalf("Apply(layer %d) = %v, want a *flatten.Error naming layer %d", i, err, i)
-				}
-				return
+		if err := tree.Apply(Layer{Index: i}, bytes.NewReader(l)); err != nil {
+			var fe *Error
+			if !errors.As(err, &fe) || fe.Layer.Index != i {
+				t.Fatalf("Apply(layer %d) = %v, want a *flatten.Error naming layer %d", i, err, i)
 			}
+			return
 		}
-		w := cpio.NewWriter(io.Discard, cpio.Options{})
-		if _, err := tree.AddTo(w, "rootfs"); err != nil {
-			t.Fatalf("AddTo after accepted layers: %v", err)
-		}
-		if err := w.Close(); err != nil {
-			t.Fatalf("cpio Close after accepted layers: %v", err)
-		}
+	}
+	w := cpio.NewWriter(io.Discard, cpio.Options{})
+	if _, err := tree.AddTo(w, "rootfs"); err != nil {
+		t.Fatalf("AddTo after accepted layers: %v", err)
+	}
+	if err := w.Close(); err != nil {
+		t.Fatalf("cpio Close after accepted layers: %v", err)
+	}
 }
 
 // seedLayers are layer pairs exercising whiteouts, links and hostile names.
