@@ -19,7 +19,8 @@
 //   - Device nodes and FIFOs are dropped (Stats.Dropped), and so are hard
 //     links to them.
 //   - Mode (type, permission, setuid/setgid/sticky), uid and gid come from
-//     the tar headers; mtimes, user and group names, xattrs are not kept.
+//     the tar headers (symlinks are always 0777); mtimes, user and group
+//     names, xattrs are not kept.
 //   - Parent directories missing from a layer are created 0755 root:root.
 //
 // Refused, with an *Error naming the layer and the entry (errors.Is works

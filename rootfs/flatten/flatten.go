@@ -257,6 +257,7 @@ func (t *Tree) apply(hdr *tar.Header, r io.Reader) error {
 		if err := t.setMeta(n, hdr); err != nil {
 			return err
 		}
+		n.mode = 0o777 // a symlink's permissions mean nothing on Linux
 	case tar.TypeLink:
 		target, err := t.linkTarget(hdr.Linkname)
 		if err != nil {
