@@ -13,123 +13,143 @@ var (
 	errClosed = errors.New("agent: shutting down")
 )
 
-// job is one request for the device.
+// job is one request waiting for the device.
 type job struct {
-	ctx  context.Context
-	key  int32 // fairness key: the peer's PID
-	run  func(ctx context.Context) (any, error)
-	done chan result // buffered (1): the worker never blocks on it
+	key   int32         // fairness key: the peer's PID
+	ready chan struct{} // closed when the job is granted the device
+	// granted and abandoned are guarded by queue.mu.
+	granted, abandoned bool
 }
 
-type result struct {
-	v   any
-	err error
-}
-
-// queue is a fair queue in front of the one device: FIFO per peer process,
+// queue is a fair lock in front of the one device: FIFO per peer process,
 // round-robin across processes, so a chatty process cannot starve others.
-// One worker sends the jobs to the device one at a time, in that order.
-// A job whose context has ended by the time it reaches the head of the queue
-// (client gone, deadline passed) is never sent; a job already sent runs to
-// completion and its answer is dropped if nobody waits for it.
+// The holder of the device runs its request itself on its own goroutine (no
+// hand-off to a worker, so an idle agent adds no scheduling to a call) and
+// then passes the device to the next job in order.
+//
+// A job whose context ends while it waits leaves the queue and is never
+// sent to the device; a job already granted runs to completion, since the
+// device cannot abandon a request, and its answer is dropped if nobody
+// waits for it.
 type queue struct {
 	max int
 
 	mu      sync.Mutex
 	perKey  map[int32][]*job
 	ring    []int32 // keys with pending jobs, in service order
-	n       int
+	n       int     // jobs waiting (abandoned ones excluded)
+	busy    bool    // the device is held
 	closed  bool
-	wake    chan struct{}
 	stopped chan struct{}
 
 	accepted, executed, dropped, rejected atomic.Uint64
 }
 
 func newQueue(max int) *queue {
-	q := &queue{
-		max:     max,
-		perKey:  make(map[int32][]*job),
-		wake:    make(chan struct{}, 1),
-		stopped: make(chan struct{}),
-	}
-	go q.work()
-	return q
+	return &queue{max: max, perKey: make(map[int32][]*job), stopped: make(chan struct{})}
 }
 
-// submit queues j, or refuses it with errBusy or errClosed.
-func (q *queue) submit(j *job) error {
+// do runs fn with the device held, after the jobs ahead of it; it returns
+// errBusy when too many wait, errClosed after close, or ctx's error when ctx
+// ends before the device is granted (fn then never runs).
+func (q *queue) do(ctx context.Context, key int32, fn func(context.Context) (any, error)) (any, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
 	q.mu.Lock()
 	if q.closed {
 		q.mu.Unlock()
-		return errClosed
+		return nil, errClosed
+	}
+	if !q.busy && q.n == 0 {
+		q.busy = true
+		q.mu.Unlock()
+		q.accepted.Add(1)
+		return q.run(ctx, fn)
 	}
 	if q.n >= q.max {
 		q.mu.Unlock()
 		q.rejected.Add(1)
-		return errBusy
+		return nil, errBusy
 	}
-	pending := q.perKey[j.key]
+	j := &job{key: key, ready: make(chan struct{})}
+	pending := q.perKey[key]
 	if len(pending) == 0 {
-		q.ring = append(q.ring, j.key)
+		q.ring = append(q.ring, key)
 	}
-	q.perKey[j.key] = append(pending, j)
+	q.perKey[key] = append(pending, j)
 	q.n++
 	q.mu.Unlock()
 	q.accepted.Add(1)
+
 	select {
-	case q.wake <- struct{}{}:
-	default:
+	case <-j.ready:
+		return q.run(ctx, fn)
+	case <-ctx.Done():
 	}
-	return nil
-}
-
-// next takes the next job in round-robin order; ok is false once the queue
-// is closed and empty.
-func (q *queue) next() (j *job, ok bool) {
-	for {
-		q.mu.Lock()
-		if q.n > 0 {
-			key := q.ring[0]
-			pending := q.perKey[key]
-			j = pending[0]
-			pending[0] = nil
-			pending = pending[1:]
-			q.ring = q.ring[1:]
-			if len(pending) == 0 {
-				delete(q.perKey, key)
-			} else {
-				q.perKey[key] = pending
-				q.ring = append(q.ring, key) // to the back: others go first
-			}
-			q.n--
-			q.mu.Unlock()
-			return j, true
-		}
-		closed := q.closed
+	q.mu.Lock()
+	if j.granted { // granted just as ctx ended: pass the device on
 		q.mu.Unlock()
-		if closed {
-			return nil, false
-		}
-		<-q.wake
+		q.dropped.Add(1)
+		q.release()
+		return nil, ctx.Err()
 	}
+	j.abandoned = true
+	q.n--
+	q.mu.Unlock()
+	q.dropped.Add(1)
+	return nil, ctx.Err()
 }
 
-func (q *queue) work() {
-	defer close(q.stopped)
-	for {
-		j, ok := q.next()
-		if !ok {
-			return
+// run calls fn holding the device, then passes it on.
+func (q *queue) run(ctx context.Context, fn func(context.Context) (any, error)) (any, error) {
+	defer q.release()
+	if err := ctx.Err(); err != nil {
+		q.dropped.Add(1)
+		return nil, err
+	}
+	q.executed.Add(1)
+	return fn(ctx)
+}
+
+// release passes the device to the next waiting job in round-robin order,
+// or marks it free.
+func (q *queue) release() {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	for len(q.ring) > 0 {
+		key := q.ring[0]
+		pending := q.perKey[key]
+		j := pending[0]
+		pending[0] = nil
+		pending = pending[1:]
+		q.ring = q.ring[1:]
+		if len(pending) == 0 {
+			delete(q.perKey, key)
+		} else {
+			q.perKey[key] = pending
+			q.ring = append(q.ring, key) // to the back: others go first
 		}
-		if err := j.ctx.Err(); err != nil {
-			q.dropped.Add(1)
-			j.done <- result{err: err}
+		if j.abandoned {
 			continue
 		}
-		q.executed.Add(1)
-		v, err := j.run(j.ctx)
-		j.done <- result{v, err}
+		q.n--
+		j.granted = true
+		close(j.ready)
+		return
+	}
+	q.busy = false
+	if q.closed && !q.stoppedClosed() {
+		close(q.stopped)
+	}
+}
+
+func (q *queue) stoppedClosed() bool {
+	select {
+	case <-q.stopped:
+		return true
+	default:
+		return false
 	}
 }
 
@@ -140,14 +160,13 @@ func (q *queue) len() int {
 	return q.n
 }
 
-// close refuses new jobs; the worker finishes the queued ones and stops.
-// wait for that with <-q.stopped.
+// close refuses new jobs; the queued ones still run. q.stopped is closed
+// once the device is free and nothing waits.
 func (q *queue) close() {
 	q.mu.Lock()
+	defer q.mu.Unlock()
 	q.closed = true
-	q.mu.Unlock()
-	select {
-	case q.wake <- struct{}{}:
-	default:
+	if !q.busy && q.n == 0 && !q.stoppedClosed() {
+		close(q.stopped)
 	}
 }

@@ -2,7 +2,6 @@ package agent
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log"
 	"net"
@@ -149,21 +148,10 @@ func (s *Server) Stats() api.Stats {
 	}
 }
 
-// do queues fn for the device on behalf of the request's peer and waits for
-// its answer, for at most the configured timeout.
+// do runs fn on the device, in queue order, on behalf of the request's
+// peer, within the configured timeout.
 func (s *Server) do(r *http.Request, fn func(ctx context.Context) (any, error)) (any, error) {
 	ctx, cancel := context.WithTimeout(r.Context(), s.cfg.Timeout)
 	defer cancel()
-	j := &job{ctx: ctx, key: PeerFrom(ctx).PID, run: fn, done: make(chan result, 1)}
-	if err := s.q.submit(j); err != nil {
-		return nil, err
-	}
-	select {
-	case res := <-j.done:
-		return res.v, res.err
-	case <-ctx.Done():
-		return nil, ctx.Err()
-	}
+	return s.q.do(ctx, PeerFrom(ctx).PID, fn)
 }
-
-var errTimeout = errors.New("agent: request timed out")

@@ -5,12 +5,10 @@
 package client
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
-	"net"
+	"mime"
 	"net/http"
 	"os"
 	"strconv"
@@ -30,36 +28,16 @@ const maxAnswer = 1 << 20
 // concurrent use and keeps connections open between calls.
 type Client struct {
 	socket string
-	hc     *http.Client
+	p      *pool
 }
-
-// Option configures a Client.
-type Option func(*Client)
-
-// WithHTTPClient replaces the HTTP client (its transport must dial the
-// agent; the URL's host is ignored).
-func WithHTTPClient(hc *http.Client) Option { return func(c *Client) { c.hc = hc } }
 
 // New returns a client of the agent listening on socket (api.DefaultSocket
 // if empty). It does not connect until the first call.
-func New(socket string, opts ...Option) *Client {
+func New(socket string) *Client {
 	if socket == "" {
 		socket = api.DefaultSocket
 	}
-	c := &Client{socket: socket}
-	var d net.Dialer
-	c.hc = &http.Client{Transport: &http.Transport{
-		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
-			return d.DialContext(ctx, "unix", socket)
-		},
-		MaxIdleConnsPerHost: 8,
-		IdleConnTimeout:     60 * time.Second,
-		DisableCompression:  true,
-	}}
-	for _, o := range opts {
-		o(c)
-	}
-	return c
+	return &Client{socket: socket, p: &pool{socket: socket}}
 }
 
 // Open returns a client of the agent when socket (api.DefaultSocket if
@@ -85,7 +63,7 @@ func (c *Client) Socket() string { return c.socket }
 // Close implements qtsm.Module: it closes idle connections. The agent and
 // its device stay up.
 func (c *Client) Close() error {
-	c.hc.CloseIdleConnections()
+	c.p.closeIdle()
 	return nil
 }
 
@@ -146,37 +124,17 @@ func DecodeError(status int, body []byte) error {
 
 // call sends one request and returns the answer's body, or its error.
 func (c *Client) call(ctx context.Context, method, path string, body []byte, contentType, accept string) ([]byte, error) {
-	var rd io.Reader
-	if body != nil {
-		rd = bytes.NewReader(body)
-	}
-	req, err := http.NewRequestWithContext(ctx, method, "http://qtsm-agent"+path, rd)
-	if err != nil {
-		return nil, err
-	}
-	if contentType != "" {
-		req.Header.Set("Content-Type", contentType)
-	}
-	req.Header.Set("Accept", accept)
-	resp, err := c.hc.Do(req)
+	a, err := c.p.exchange(ctx, method, path, contentType, accept, body)
 	if err != nil {
 		return nil, fmt.Errorf("qtsm-agent %s %s: %w", method, path, err)
 	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(io.LimitReader(resp.Body, maxAnswer+1))
-	if err != nil {
-		return nil, fmt.Errorf("qtsm-agent %s %s: reading answer: %w", method, path, err)
+	if a.status/100 != 2 {
+		return nil, DecodeError(a.status, a.body)
 	}
-	if len(b) > maxAnswer {
-		return nil, fmt.Errorf("qtsm-agent %s %s: answer over %d bytes", method, path, maxAnswer)
+	if mt, _, _ := mime.ParseMediaType(a.media); mt != accept {
+		return nil, fmt.Errorf("qtsm-agent %s %s: answer is %q, want %q", method, path, a.media, accept)
 	}
-	if resp.StatusCode/100 != 2 {
-		return nil, DecodeError(resp.StatusCode, b)
-	}
-	if mt := resp.Header.Get("Content-Type"); accept != api.MediaJSON && !strings.HasPrefix(mt, accept) {
-		return nil, fmt.Errorf("qtsm-agent %s %s: answer is %q, want %q", method, path, mt, accept)
-	}
-	return b, nil
+	return a.body, nil
 }
 
 func (c *Client) callJSON(ctx context.Context, method, path string, in, out any) error {
