@@ -8,8 +8,8 @@
 // files; owners are root unless Options.KeepOwners. Files sharing an inode
 // become hard links to the first of them. Symlinks are stored, never
 // followed. Device nodes, FIFOs and sockets are skipped (counted in the
-// result). The root directory itself is the entry "./" with the root's
-// permission bits.
+// result). The root directory itself is not an entry, so that packing a
+// private (0700) temporary directory does not make an image's / private.
 package dirtar
 
 import (
@@ -61,6 +61,9 @@ func Write(w io.Writer, root string, opts Options) (Result, error) {
 		if err != nil {
 			return err
 		}
+		if rel == "." {
+			return nil
+		}
 		name := filepath.ToSlash(rel)
 		fi, err := d.Info()
 		if err != nil {
@@ -80,9 +83,6 @@ func Write(w io.Writer, root string, opts Options) (Result, error) {
 		case m.IsDir():
 			hdr.Typeflag = tar.TypeDir
 			hdr.Name += "/"
-			if rel == "." {
-				hdr.Name = "./"
-			}
 		case m&fs.ModeSymlink != 0:
 			target, err := os.Readlink(p)
 			if err != nil {

@@ -1,0 +1,49 @@
+// Package cliflag holds the flag types shared by the rootfs commands.
+package cliflag
+
+import (
+	"encoding/json"
+	"fmt"
+	"strings"
+)
+
+// List is a repeatable string flag (-env A=1 -env B=2).
+type List []string
+
+func (l *List) String() string { return strings.Join(*l, ",") }
+
+// Set appends a value.
+func (l *List) Set(s string) error { *l = append(*l, s); return nil }
+
+// Argv is an argv flag: a JSON array (["/app","-x"]), or one plain string
+// taken as a single element; "" gives an empty, non-nil argv (a reset, like
+// docker run --entrypoint ""). Unset, its value is nil.
+type Argv struct{ V []string }
+
+func (a *Argv) String() string {
+	if a == nil || a.V == nil {
+		return ""
+	}
+	b, _ := json.Marshal(a.V)
+	return string(b)
+}
+
+// Set parses the value.
+func (a *Argv) Set(s string) error {
+	switch {
+	case s == "":
+		a.V = []string{}
+	case strings.HasPrefix(strings.TrimSpace(s), "["):
+		var v []string
+		if err := json.Unmarshal([]byte(s), &v); err != nil {
+			return fmt.Errorf("not a JSON array of strings: %v", err)
+		}
+		if v == nil {
+			v = []string{}
+		}
+		a.V = v
+	default:
+		a.V = []string{s}
+	}
+	return nil
+}
