@@ -10,7 +10,8 @@
 //	                runnable after the switch root (contract 8, see init/doc.go)
 //	/nsm.ko         the secure-module driver, 0644 (optional); a compressed
 //	                module keeps its extension: /nsm.ko.xz, /nsm.ko.zst,
-//	                /nsm.ko.gz — init loads whichever is present
+//	                /nsm.ko.gz; a Qingtian driver file named qtsm.ko* keeps
+//	                its name — init (init/kmod) loads whichever is present
 //
 // Everything is owned by root with fixed modes and the archive is written by
 // rootfs/cpio, so the same input files always give the same bytes (only the
@@ -38,8 +39,10 @@ const (
 	InitPath    = "init"
 	AgentPath   = "qtsm-agent"
 	// ModuleBase is the module's name without extension; the file is
-	// ModuleBase + one of ModuleExtensions.
-	ModuleBase = "nsm"
+	// ModuleBase + one of ModuleExtensions (or QtsmModuleBase + extension
+	// for a file given as qtsm.ko*).
+	ModuleBase     = "nsm"
+	QtsmModuleBase = "qtsm"
 )
 
 // ModuleExtensions are the module file name endings accepted, in the order
@@ -66,11 +69,15 @@ type Options struct {
 }
 
 // ModuleName returns the in-ramdisk name of the module file at hostPath:
-// "nsm" plus its extension (.ko, .ko.xz, .ko.zst or .ko.gz).
+// "nsm" (or "qtsm" when the file is named qtsm.*) plus its extension (.ko,
+// .ko.xz, .ko.zst or .ko.gz).
 func ModuleName(hostPath string) (string, error) {
 	base := filepath.Base(hostPath)
 	for i := len(ModuleExtensions) - 1; i >= 0; i-- {
 		if ext := ModuleExtensions[i]; strings.HasSuffix(base, ext) && len(base) > len(ext) {
+			if strings.TrimSuffix(base, ext) == QtsmModuleBase {
+				return QtsmModuleBase + ext, nil
+			}
 			return ModuleBase + ext, nil
 		}
 	}

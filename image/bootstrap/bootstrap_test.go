@@ -52,6 +52,8 @@ func TestModuleName(t *testing.T) {
 		{"nsm.ko.xz", "nsm.ko.xz"},
 		{"/cache/kernel/abc/nsm.ko.zst", "nsm.ko.zst"},
 		{"other-driver.ko.gz", "nsm.ko.gz"},
+		{"/lib/modules/qtsm.ko.xz", "qtsm.ko.xz"},
+		{"qtsm.ko", "qtsm.ko"},
 		{"nsm.o", ""},
 		{".ko", ""},
 		{"nsm.ko.bz2", ""},

@@ -1,0 +1,221 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/qtenclave/enclave/image/eif"
+)
+
+// newFlags returns a FlagSet that reports errors on stderr and never exits.
+func newFlags(name, usage string, stderr io.Writer) *flag.FlagSet {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() {
+		fmt.Fprintf(stderr, "usage: qtenclave %s %s\n", name, usage)
+		fs.PrintDefaults()
+	}
+	return fs
+}
+
+// parseArgs parses flags placed before, between or after the positional
+// arguments ("--" ends flag parsing) and returns the positional ones. It
+// returns errHelp for -h.
+func parseArgs(fs *flag.FlagSet, args []string) ([]string, error) {
+	var pos []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			return nil, err
+		}
+		rest := fs.Args()
+		if len(rest) == 0 {
+			return pos, nil
+		}
+		// flag.Parse consumed a "--" iff the argument before rest is "--".
+		if n := len(args) - len(rest); n > 0 && args[n-1] == "--" {
+			return append(pos, rest...), nil
+		}
+		pos = append(pos, rest[0])
+		args = rest[1:]
+	}
+}
+
+// usageExit maps a flag error to an exit code: -h is success.
+func usageExit(err error) int {
+	if errors.Is(err, flag.ErrHelp) {
+		return exitOK
+	}
+	return exitUsage
+}
+
+// stringList is a repeatable string flag.
+type stringList []string
+
+func (s *stringList) String() string { return strings.Join(*s, ",") }
+func (s *stringList) Set(v string) error {
+	*s = append(*s, v)
+	return nil
+}
+
+// argvFlag is an argv given either as a JSON array (["/bin/sh","-c","x"])
+// or as a single program (one element); "" or [] is an empty argv. It
+// remembers whether it was set, since an empty override differs from none.
+type argvFlag struct {
+	argv []string
+	set  bool
+}
+
+func (a *argvFlag) String() string {
+	if a == nil || !a.set {
+		return ""
+	}
+	b, _ := json.Marshal(a.argv)
+	return string(b)
+}
+
+func (a *argvFlag) Set(v string) error {
+	a.set = true
+	v = strings.TrimSpace(v)
+	switch {
+	case v == "":
+		a.argv = []string{}
+	case strings.HasPrefix(v, "["):
+		var argv []string
+		if err := json.Unmarshal([]byte(v), &argv); err != nil {
+			return fmt.Errorf("not a JSON array of strings: %v", err)
+		}
+		a.argv = argv
+		if a.argv == nil {
+			a.argv = []string{}
+		}
+	default:
+		a.argv = []string{v}
+	}
+	return nil
+}
+
+// value returns nil when unset (keep the image's), else the argv.
+func (a *argvFlag) value() []string {
+	if !a.set {
+		return nil
+	}
+	return a.argv
+}
+
+// writeJSON prints v indented, as nitro-cli does.
+func writeJSON(w io.Writer, v any) error {
+	b, err := json.MarshalIndent(v, "", "  ")
+	if err != nil {
+		return err
+	}
+	_, err = w.Write(append(b, '\n'))
+	return err
+}
+
+// openVerified opens an EIF, checks its structure, CRC and contents and
+// returns its measurements.
+func openVerified(path string) (*eif.File, *eif.Measurements, error) {
+	f, err := eif.Open(path)
+	if err != nil {
+		return nil, nil, fmt.Errorf("%s: %w", path, err)
+	}
+	m, err := f.Verify()
+	if err != nil {
+		f.Close()
+		return nil, nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return f, m, nil
+}
+
+// measurementsDoc is nitro-cli's output: {"Measurements": {...}}.
+type measurementsDoc struct {
+	Measurements *eif.Measurements `json:"Measurements"`
+}
+
+// isTerminal reports whether w is a terminal.
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	if !ok {
+		return false
+	}
+	_, err := unix.IoctlGetTermios(int(f.Fd()), unix.TCGETS)
+	return err == nil
+}
+
+// progress shows "stage: N MiB (R MiB/s)" on a terminal, redrawn in place;
+// it does nothing when w is not a terminal.
+type progress struct {
+	w     io.Writer
+	stage atomic.Value // string
+	bytes atomic.Int64
+	stop  chan struct{}
+	done  chan struct{}
+}
+
+func newProgress(w io.Writer) *progress {
+	p := &progress{w: w}
+	p.stage.Store("")
+	if !isTerminal(w) {
+		return p
+	}
+	p.stop, p.done = make(chan struct{}), make(chan struct{})
+	go p.loop()
+	return p
+}
+
+func (p *progress) loop() {
+	defer close(p.done)
+	t := time.NewTicker(200 * time.Millisecond)
+	defer t.Stop()
+	start := time.Now()
+	spin := `-\|/`
+	for i := 0; ; i++ {
+		select {
+		case <-p.stop:
+			fmt.Fprint(p.w, "\r\033[K")
+			return
+		case <-t.C:
+			n := p.bytes.Load()
+			rate := float64(n) / time.Since(start).Seconds() / (1 << 20)
+			fmt.Fprintf(p.w, "\r\033[K%c %s %.1f MiB (%.0f MiB/s)", spin[i%len(spin)], p.stage.Load(), float64(n)/(1<<20), rate)
+		}
+	}
+}
+
+// setStage names the current step.
+func (p *progress) setStage(s string) { p.stage.Store(s) }
+
+// counter wraps w to count the bytes written through it.
+func (p *progress) counter(w io.Writer) io.Writer { return &countingWriter{w: w, n: &p.bytes} }
+
+// close erases the progress line.
+func (p *progress) close() {
+	if p.stop != nil {
+		close(p.stop)
+		<-p.done
+		p.stop = nil
+	}
+}
+
+type countingWriter struct {
+	w io.Writer
+	n *atomic.Int64
+}
+
+func (c *countingWriter) Write(b []byte) (int, error) {
+	n, err := c.w.Write(b)
+	c.n.Add(int64(n))
+	return n, err
+}
+
+func bytesReader(b []byte) io.Reader { return bytes.NewReader(b) }
