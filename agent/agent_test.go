@@ -148,6 +148,8 @@ func TestErrorAnswers(t *testing.T) {
 		{"GET", "/", nil, "", 404, "NotFound"},
 		{"GET", "/v2/describe", nil, "", 404, "NotFound"},
 		{"GET", "/v1/pcrs/1/x", nil, "", 404, "NotFound"},
+		{"GET", "/v1/../v1/describe", nil, "", 404, "NotFound"},
+		{"GET", "/v1/describe/", nil, "", 404, "NotFound"},
 		{"POST", "/v1/describe", nil, "", 405, "MethodNotAllowed"},
 		{"DELETE", "/v1/attestation", nil, "", 405, "MethodNotAllowed"},
 		{"GET", "/v1/pcrs/16/extend", nil, "", 405, "MethodNotAllowed"},

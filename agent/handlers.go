@@ -10,6 +10,7 @@ import (
 	"io"
 	"mime"
 	"net/http"
+	"path"
 	"strconv"
 	"strings"
 
@@ -21,7 +22,9 @@ import (
 // maxDeviceRequest is the largest encoded request both devices accept.
 const maxDeviceRequest = 0x1000
 
-func (s *Server) routes() *http.ServeMux {
+// routes returns the API's handler. Paths must be clean: ServeMux would
+// answer others with a redirect, which is no use over a socket.
+func (s *Server) routes() http.Handler {
 	m := http.NewServeMux()
 	m.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, &reqError{http.StatusNotFound, api.ErrNotFound, "", "no such endpoint " + strconv.Quote(r.URL.Path)})
@@ -35,7 +38,14 @@ func (s *Server) routes() *http.ServeMux {
 	m.Handle(api.PathLockRange, s.method(http.MethodPost, true, s.lockRange))
 	m.Handle(api.PathAttestation, s.methods([]string{http.MethodGet, http.MethodPost}, false, s.attestation))
 	m.Handle(api.PathRandom, s.method(http.MethodGet, false, s.random))
-	return m
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		p := r.URL.Path
+		if p == "" || p[0] != '/' || path.Clean(p) != p || r.Method == http.MethodConnect {
+			writeError(w, &reqError{http.StatusNotFound, api.ErrNotFound, "", "no such endpoint " + strconv.Quote(p)})
+			return
+		}
+		m.ServeHTTP(w, r)
+	})
 }
 
 type handlerFunc func(w http.ResponseWriter, r *http.Request) error
@@ -210,7 +220,7 @@ func decodeJSON(r *http.Request, v any, empty bool) error {
 			return &reqError{http.StatusUnsupportedMediaType, api.ErrUnsupportedMedia, "", fmt.Sprintf("content type %q, want %s", ct, api.MediaJSON)}
 		}
 	}
-	b, err := io.ReadAll(r.Body)
+	b, err := readBody(r)
 	if err != nil {
 		return err
 	}
@@ -235,11 +245,25 @@ func decodeJSON(r *http.Request, v any, empty bool) error {
 	return nil
 }
 
+// readBody reads the whole body; a body cut short or malformed is the
+// client's error (400), one over api.MaxBody is 413.
+func readBody(r *http.Request) ([]byte, error) {
+	b, err := io.ReadAll(r.Body)
+	if err != nil {
+		var me *http.MaxBytesError
+		if errors.As(err, &me) {
+			return nil, err
+		}
+		return nil, badRequest("reading body: %v", err)
+	}
+	return b, nil
+}
+
 // noBody refuses a request body where none is expected.
 func noBody(r *http.Request) error {
 	n, err := io.Copy(io.Discard, io.LimitReader(r.Body, 1))
 	if err != nil {
-		return err
+		return badRequest("reading body: %v", err)
 	}
 	if n != 0 {
 		return badRequest("%s %s takes no body", r.Method, r.URL.Path)
@@ -351,7 +375,7 @@ func (s *Server) extend(w http.ResponseWriter, r *http.Request) error {
 	}
 	var data []byte
 	if mt, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type")); mt == api.MediaBinary {
-		if data, err = io.ReadAll(r.Body); err != nil {
+		if data, err = readBody(r); err != nil {
 			return err
 		}
 	} else {

@@ -52,7 +52,7 @@ type Server struct {
 	cfg      Config
 	q        *queue
 	hs       *http.Server
-	mux      *http.ServeMux
+	mux      http.Handler
 	denied   atomic.Uint64
 	shutting atomic.Bool
 }
