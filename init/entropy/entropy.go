@@ -15,7 +15,6 @@ import (
 	"time"
 	"unsafe"
 
-	"github.com/qtenclave/enclave/qtsm"
 	"golang.org/x/sys/unix"
 )
 
@@ -40,13 +39,13 @@ type Pool interface {
 // Seed takes n bytes from m (as many GetRandom calls as needed) and adds
 // them to p, crediting 8 bits per byte. It returns the number of bytes
 // added; bytes obtained before a module failure are still added.
-func Seed(ctx context.Context, m qtsm.Module, p Pool, n int) (int, error) {
+func Seed(ctx context.Context, m Source, p Pool, n int) (int, error) {
 	if n <= 0 {
 		n = DefaultBytes
 	}
 	buf := make([]byte, n)
 	defer clear(buf)
-	got, rerr := qtsm.ReadRandom(ctx, m, buf)
+	got, rerr := read(ctx, m, buf)
 	if got > 0 {
 		if err := p.AddEntropy(buf[:got], 8*got); err != nil {
 			return 0, fmt.Errorf("add %d bytes to the kernel pool: %w", got, err)
@@ -56,6 +55,22 @@ func Seed(ctx context.Context, m qtsm.Module, p Pool, n int) (int, error) {
 		return got, fmt.Errorf("secure module GetRandom: %w", rerr)
 	}
 	return got, nil
+}
+
+func read(ctx context.Context, m Source, p []byte) (int, error) {
+	n := 0
+	for n < len(p) {
+		b, err := m.GetRandom(ctx)
+		if err != nil {
+			return n, err
+		}
+		if len(b) == 0 {
+			return n, errors.New("GetRandom returned no bytes")
+		}
+		n += copy(p[n:], b)
+		clear(b)
+	}
+	return n, nil
 }
 
 // ErrNotReady is returned by EnsureReady when the CRNG stays uninitialised.

@@ -202,3 +202,16 @@ func TestIntegrationKernelPool(t *testing.T) {
 		t.Error("RNDADDENTROPY on /dev/null succeeded")
 	}
 }
+
+func TestDeviceSpecMatchesQtsm(t *testing.T) {
+	if ioctlRaw != qtsm.NitroDevice.Ioctl || ioctlRaw != qtsm.QingtianDevice.Ioctl {
+		t.Errorf("ioctl %#x, qtsm has %#x/%#x", ioctlRaw, qtsm.NitroDevice.Ioctl, qtsm.QingtianDevice.Ioctl)
+	}
+	if nitroMaxResponse != qtsm.NitroDevice.MaxResponse || qingtianMaxResponse != qtsm.QingtianDevice.MaxResponse {
+		t.Errorf("response sizes %#x/%#x, qtsm has %#x/%#x", nitroMaxResponse, qingtianMaxResponse,
+			qtsm.NitroDevice.MaxResponse, qtsm.QingtianDevice.MaxResponse)
+	}
+	if _, err := OpenDevice(t.TempDir() + "/nsm"); err == nil {
+		t.Error("OpenDevice(missing) = nil error")
+	}
+}

@@ -1,0 +1,649 @@
+// Package boot is the enclave's PID 1 sequence. Main wires it to the real
+// system; Boot.Run and Boot.Finish take every dependency through small
+// interfaces (Machine, Procs, vsock.Dialer, a secure-module opener) so the
+// whole sequence is unit-tested with fakes, and run for real as PID 1 in a
+// PID+mount+network namespace.
+//
+// The console lines it writes are documented in package init (init/doc.go).
+package boot
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"runtime/debug"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/qtenclave/enclave/init/cmdline"
+	"github.com/qtenclave/enclave/init/console"
+	"github.com/qtenclave/enclave/init/entropy"
+	"github.com/qtenclave/enclave/init/heartbeat"
+	"github.com/qtenclave/enclave/init/kmod"
+	"github.com/qtenclave/enclave/init/launch"
+	"github.com/qtenclave/enclave/init/mount"
+	"github.com/qtenclave/enclave/init/netlo"
+	"github.com/qtenclave/enclave/init/reaper"
+	"github.com/qtenclave/enclave/init/status"
+	"github.com/qtenclave/enclave/init/supervise"
+	"github.com/qtenclave/enclave/init/vsock"
+	"github.com/qtenclave/enclave/init/workload"
+)
+
+// Machine is everything the sequence does to the system. Paths are in the
+// current root: the bootstrap ramdisk until the switch root, the
+// application's root file system after it.
+type Machine interface {
+	mount.Mounter
+	kmod.Loader
+	entropy.Pool
+	ReadFile(name string) ([]byte, error)
+	Stat(name string) (fs.FileInfo, error)
+	// WriteFileExcl creates name; fs.ErrExist if it exists.
+	WriteFileExcl(name string, data []byte, perm fs.FileMode) error
+	// FS is the current root as a file system.
+	FS() fs.FS
+	// OpenExec opens an executable so that it stays runnable after the
+	// switch root, returning the path to exec it by (/proc/self/fd/N) and
+	// a function that releases it.
+	OpenExec(name string) (execPath string, release func(), err error)
+	// ReopenConsole puts /dev/console on descriptors 0, 1 and 2.
+	ReopenConsole() error
+	Sethostname(name string) error
+	SetNofile(n uint64) error
+	Loopback() (netlo.Result, error)
+	Sync()
+	// Reboot is reboot(RB_AUTOBOOT); it returns only on failure.
+	Reboot() error
+}
+
+// Proc is a process to start.
+type Proc struct {
+	Path   string
+	Argv   []string
+	Env    []string
+	Dir    string
+	Cred   *syscall.Credential // nil: init's (root)
+	Setsid bool
+	Stdout *os.File   // nil: init's descriptor 1
+	Stderr *os.File   // nil: init's descriptor 2
+	Extra  []*os.File // descriptors 3, 4, ...
+}
+
+// Procs starts and signals processes. In the enclave it is the reaper.
+type Procs interface {
+	Start(p Proc) (pid int, done <-chan reaper.Status, err error)
+	Kill(pid int, sig syscall.Signal) error
+	// ForwardTo makes pid the target of the signals init forwards.
+	ForwardTo(pid int)
+}
+
+// Options are the sequence's policies.
+type Options struct {
+	ModuleDir    string        // where the driver modules are (default "/")
+	ModuleNames  []string      // default kmod.Names
+	DevicePaths  []string      // secure-module devices, in order (default /dev/qtsm, /dev/nsm)
+	DeviceWait   time.Duration // bound on the device wait after a module load (default 2s)
+	EntropyBytes int           // default entropy.DefaultBytes
+	CRNGWait     time.Duration // default entropy.DefaultReadyTimeout
+	Heartbeat    heartbeat.Policy
+	// TimeSync runs on the heartbeat connection after the echo
+	// (Qingtian); nil skips it.
+	TimeSync    heartbeat.Hook
+	AgentPath   string        // default "/qtsm-agent" in the bootstrap ramdisk
+	AgentSocket string        // default "/run/qtsm.sock"
+	AgentWait   time.Duration // bound on the wait for the agent's readiness (default 2s)
+	AgentStop   time.Duration // SIGTERM-to-SIGKILL delay when stopping it (default 2s)
+	Nofile      uint64        // RLIMIT_NOFILE for the workload (default 65536; the manifest overrides)
+	Hostname    string        // default "enclave" (the manifest overrides)
+	ReportWait  time.Duration // bound on the status report (default 2s)
+}
+
+// DevicePaths are the secure-module devices, in qtsm.DeviceSpecs' order
+// (checked in tests; init does not link package qtsm).
+var DevicePaths = []string{"/dev/qtsm", "/dev/nsm"}
+
+// Default values.
+const (
+	DefaultDeviceWait = 2 * time.Second
+	DefaultAgentPath  = "/qtsm-agent"
+	DefaultSocket     = "/run/qtsm.sock"
+	DefaultAgentWait  = 2 * time.Second
+	DefaultAgentStop  = 2 * time.Second
+	DefaultNofile     = 65536
+	DefaultHostname   = "enclave"
+)
+
+func (o *Options) defaults() {
+	if o.ModuleDir == "" {
+		o.ModuleDir = "/"
+	}
+	if o.ModuleNames == nil {
+		o.ModuleNames = kmod.Names
+	}
+	if o.DevicePaths == nil {
+		o.DevicePaths = DevicePaths
+	}
+	if o.DeviceWait == 0 {
+		o.DeviceWait = DefaultDeviceWait
+	}
+	if o.Heartbeat == (heartbeat.Policy{}) {
+		o.Heartbeat = heartbeat.DefaultPolicy
+	}
+	if o.AgentPath == "" {
+		o.AgentPath = DefaultAgentPath
+	}
+	if o.AgentSocket == "" {
+		o.AgentSocket = DefaultSocket
+	}
+	if o.AgentWait == 0 {
+		o.AgentWait = DefaultAgentWait
+	}
+	if o.AgentStop == 0 {
+		o.AgentStop = DefaultAgentStop
+	}
+	if o.Nofile == 0 {
+		o.Nofile = DefaultNofile
+	}
+	if o.Hostname == "" {
+		o.Hostname = DefaultHostname
+	}
+}
+
+// Boot is one run of the sequence.
+type Boot struct {
+	M      Machine
+	Procs  Procs
+	Dialer vsock.Dialer
+	Con    *console.Console
+	// OpenModule opens the secure-module device at path.
+	OpenModule func(path string) (src entropy.Source, close func() error, err error)
+	// Cmdline is the kernel command line; nil reads /proc/cmdline.
+	Cmdline *string
+	// Start is when init started (default: when Run is called).
+	Start time.Time
+	Opts  Options
+
+	knobs     cmdline.Knobs
+	device    string // secure-module device path, "" if none
+	heartbeat time.Duration
+	agent     *supervise.Supervisor
+	release   []func()
+}
+
+// Knobs are the kernel command-line settings in effect (after Run).
+func (b *Boot) Knobs() cmdline.Knobs { return b.knobs }
+
+// errSkip marks a step that did nothing, for a reason that is not a failure.
+type errSkip struct{ reason string }
+
+func (e errSkip) Error() string { return e.reason }
+
+func skipf(format string, args ...any) error { return errSkip{fmt.Sprintf(format, args...)} }
+
+// Ms formats a duration the way every console line does: milliseconds with
+// three decimals.
+func Ms(d time.Duration) string { return strconv.FormatFloat(float64(d)/1e6, 'f', 3, 64) + "ms" }
+
+// step runs fn and logs "step NAME ok|skipped|failed in DUR[: detail]".
+func (b *Boot) step(name string, fn func() (string, error)) error {
+	t0 := time.Now()
+	detail, err := fn()
+	d := Ms(time.Since(t0))
+	var skip errSkip
+	switch {
+	case errors.As(err, &skip):
+		b.Con.Logf("step %s skipped in %s: %s", name, d, skip.reason)
+		return nil
+	case err != nil:
+		b.Con.Logf("step %s failed in %s: %v", name, d, err)
+		return err
+	case detail != "":
+		b.Con.Logf("step %s ok in %s: %s", name, d, detail)
+	default:
+		b.Con.Logf("step %s ok in %s", name, d)
+	}
+	return nil
+}
+
+// fatal is a failure that ends the boot with a status.
+type fatal struct {
+	st  status.Status
+	err error
+}
+
+func (f *fatal) Error() string { return f.err.Error() }
+
+// Run performs the boot up to the workload's end and returns the status
+// to report. It never panics: a panic becomes status reason "internal".
+func (b *Boot) Run() (st status.Status) {
+	b.Opts.defaults()
+	if b.Start.IsZero() {
+		b.Start = time.Now()
+	}
+	b.knobs = cmdline.Defaults()
+	defer func() {
+		if v := recover(); v != nil {
+			b.Con.Errorf("panic: %v\n%s", v, debug.Stack())
+			st = status.Failed(status.Internal)
+		}
+		b.stopAgent()
+	}()
+	st, err := b.run()
+	if err != nil {
+		var f *fatal
+		if errors.As(err, &f) {
+			return f.st
+		}
+		b.Con.Errorf("%v", err)
+		return status.Failed(status.Internal)
+	}
+	return st
+}
+
+func (b *Boot) run() (status.Status, error) {
+	ctx := context.Background()
+
+	// 1. devtmpfs, console, kernel command line.
+	b.step("devtmpfs", func() (string, error) { return "", mount.Do(b.M, mount.Dev()) })
+	b.step("console", func() (string, error) { return "", b.M.ReopenConsole() })
+	b.step("cmdline", b.readCmdline)
+	b.Con.SetDebug(b.knobs.Debug)
+
+	// 2. Secure-module driver and device.
+	var loaded bool
+	b.step("modules", func() (string, error) {
+		res := kmod.LoadAll(b.M, b.exists, b.Opts.ModuleDir, b.Opts.ModuleNames)
+		if len(res) == 0 {
+			return "", skipf("no %s in %s (built in or absent)", strings.Join(b.Opts.ModuleNames, "/"), b.Opts.ModuleDir)
+		}
+		var parts []string
+		var errs []error
+		for _, r := range res {
+			if r.Err != nil {
+				errs = append(errs, r.Err)
+				continue
+			}
+			loaded = true
+			parts = append(parts, r.Path+" "+r.Outcome.String())
+		}
+		return strings.Join(parts, ", "), errors.Join(errs...)
+	})
+	b.step("device", func() (string, error) {
+		wait := time.Duration(0)
+		if loaded {
+			wait = b.Opts.DeviceWait
+		}
+		p, err := kmod.WaitDevice(ctx, b.exists, b.Opts.DevicePaths, wait, 0)
+		if err != nil {
+			return "", skipf("%v: no entropy from the module, no qtsm-agent", err)
+		}
+		b.device = p
+		return p, nil
+	})
+
+	// 3. Entropy.
+	b.step("entropy", func() (string, error) { return b.seed(ctx) })
+
+	// 4. Heartbeat (excluded from the ready time).
+	hb := time.Now()
+	err := b.step("heartbeat", func() (string, error) { return b.heartbeatStep(ctx) })
+	b.heartbeat = time.Since(hb)
+	if err != nil {
+		return status.Status{}, &fatal{status.Failed(status.Heartbeat), err}
+	}
+
+	// 5. Launch configuration.
+	var m *launch.Manifest
+	if err := b.step("config", func() (string, error) {
+		var src string
+		var err error
+		m, src, err = launch.Load(b.M.FS())
+		if err != nil {
+			return "", err
+		}
+		return fmt.Sprintf("/%s, argv %q", src, m.Argv()), nil
+	}); err != nil {
+		return status.Status{}, &fatal{status.Failed(status.Config), err}
+	}
+	agentExec := b.openAgent(m)
+
+	// 6. Switch root and the new root's mounts.
+	if err := b.step("switch-root", func() (string, error) {
+		return "/" + launch.RootfsDir, mount.SwitchRoot(b.M, "/"+launch.RootfsDir)
+	}); err != nil {
+		return status.Status{}, &fatal{status.Failed(status.Setup), err}
+	}
+	if err := b.step("mounts", func() (string, error) {
+		var skipped []string
+		err := mount.All(b.M, mount.Table(mount.Options{TmpNoexec: m.TmpNoexec}), func(err error) {
+			skipped = append(skipped, err.Error())
+		})
+		if err != nil {
+			return "", err
+		}
+		if err := mount.Symlinks(b.M, mount.Links()); err != nil {
+			return "", err
+		}
+		tmp := "/tmp exec"
+		if m.TmpNoexec {
+			tmp = "/tmp noexec"
+		}
+		if len(skipped) > 0 {
+			return tmp + "; optional mounts skipped: " + strings.Join(skipped, "; "), nil
+		}
+		return tmp, nil
+	}); err != nil {
+		return status.Status{}, &fatal{status.Failed(status.Setup), err}
+	}
+
+	// 7. The agent starts now and gets ready while init finishes.
+	var agentReady func() (string, error)
+	b.step("agent-start", func() (string, error) {
+		var err error
+		agentReady, err = b.startAgent(agentExec)
+		return "", err
+	})
+
+	hostname := b.Opts.Hostname
+	if m.Hostname != "" {
+		hostname = m.Hostname
+	}
+	nofile := b.Opts.Nofile
+	if m.NofileLimit != 0 {
+		nofile = m.NofileLimit
+	}
+	b.step("loopback", func() (string, error) {
+		r, err := b.M.Loopback()
+		return r.String(), err
+	})
+	b.step("hostname", func() (string, error) { return hostname, b.M.Sethostname(hostname) })
+	b.step("hosts", func() (string, error) { return b.writeHosts(hostname) })
+	b.step("rlimits", func() (string, error) {
+		return fmt.Sprintf("nofile %d", nofile), b.M.SetNofile(nofile)
+	})
+
+	// 8. The workload.
+	var spec *workload.Spec
+	if err := b.step("workload", func() (string, error) {
+		var err error
+		spec, err = workload.Prepare(m, b.M, hostname)
+		if err != nil {
+			return "", err
+		}
+		return fmt.Sprintf("%s as %d:%d in %s", spec.Path, spec.User.UID, spec.User.GID, spec.Dir), nil
+	}); err != nil {
+		var we *workload.Error
+		if errors.As(err, &we) {
+			return status.Status{}, &fatal{we.Status(), err}
+		}
+		return status.Status{}, &fatal{status.Failed(status.Internal), err}
+	}
+	if agentReady != nil {
+		b.step("agent-ready", agentReady)
+	}
+	var pid int
+	var done <-chan reaper.Status
+	if err := b.step("exec", func() (string, error) {
+		var err error
+		pid, done, err = b.Procs.Start(Proc{
+			Path: spec.Path, Argv: spec.Argv, Env: spec.Env, Dir: spec.Dir, Setsid: true,
+			Cred: &syscall.Credential{Uid: spec.User.UID, Gid: spec.User.GID, Groups: spec.User.Groups},
+		})
+		if err != nil {
+			return "", workload.ExecError(spec.Argv[0], err)
+		}
+		return fmt.Sprintf("pid %d", pid), nil
+	}); err != nil {
+		var we *workload.Error
+		errors.As(err, &we)
+		return status.Status{}, &fatal{we.Status(), err}
+	}
+	b.Procs.ForwardTo(pid)
+	ready := time.Since(b.Start) - b.heartbeat
+	b.Con.Logf("ready in %s (heartbeat %s excluded)", Ms(ready), Ms(b.heartbeat))
+
+	ws := <-done
+	b.Procs.ForwardTo(0)
+	b.Con.Logf("workload %v", ws)
+	if ws.Signaled() {
+		return status.Killed(int(ws.Signal())), nil
+	}
+	return status.Exit(ws.ExitStatus()), nil
+}
+
+func (b *Boot) exists(p string) bool {
+	_, err := b.M.Stat(p)
+	return err == nil
+}
+
+func (b *Boot) readCmdline() (string, error) {
+	var line string
+	if b.Cmdline != nil {
+		line = *b.Cmdline
+	} else {
+		if err := mount.Do(b.M, mount.Proc()); err != nil {
+			return "", fmt.Errorf("%w (using defaults)", err)
+		}
+		data, err := b.M.ReadFile("/proc/cmdline")
+		// The bootstrap root's /proc is not needed after this.
+		b.M.Unmount("/proc", syscall.MNT_DETACH)
+		if err != nil {
+			return "", fmt.Errorf("read /proc/cmdline: %w (using defaults)", err)
+		}
+		line = string(data)
+	}
+	k, warnings := cmdline.Parse(line)
+	b.knobs = k
+	for _, w := range warnings {
+		b.Con.Warnf("%s", w)
+	}
+	hb := "off"
+	if k.Heartbeat {
+		hb = fmt.Sprintf("%d:%d", k.HeartbeatCID, k.HeartbeatPort)
+	}
+	return fmt.Sprintf("heartbeat=%s status_port=%d debug=%v", hb, k.StatusPort, k.Debug), nil
+}
+
+func (b *Boot) seed(ctx context.Context) (string, error) {
+	var parts []string
+	var seedErr error
+	if b.device == "" {
+		parts = append(parts, "0 bytes (no secure module)")
+	} else {
+		mod, closeMod, err := b.OpenModule(b.device)
+		if err != nil {
+			seedErr = err
+			parts = append(parts, "0 bytes from "+b.device)
+		} else {
+			n, err := entropy.Seed(ctx, mod, b.M, b.Opts.EntropyBytes)
+			closeMod()
+			seedErr = err
+			parts = append(parts, fmt.Sprintf("%d bytes from %s", n, b.device))
+		}
+	}
+	waited, err := entropy.EnsureReady(ctx, b.M, b.Opts.CRNGWait)
+	switch {
+	case err != nil:
+		parts = append(parts, "crng NOT ready")
+		return strings.Join(parts, ", "), errors.Join(seedErr, err)
+	case waited > 0:
+		parts = append(parts, "crng ready after "+Ms(waited))
+	default:
+		parts = append(parts, "crng ready")
+	}
+	return strings.Join(parts, ", "), seedErr
+}
+
+func (b *Boot) heartbeatStep(ctx context.Context) (string, error) {
+	if !b.knobs.Heartbeat {
+		return "", skipf("disabled on the kernel command line")
+	}
+	cfg := heartbeat.Config{
+		CID: b.knobs.HeartbeatCID, Port: b.knobs.HeartbeatPort, Policy: b.Opts.Heartbeat, After: b.Opts.TimeSync,
+		OnRetry: func(attempt int, err error, backoff time.Duration) {
+			b.Con.Warnf("heartbeat attempt %d: %v; retrying in %v", attempt, err, backoff)
+		},
+	}
+	r, err := heartbeat.Run(ctx, b.Dialer, cfg)
+	if err != nil {
+		return "", err
+	}
+	return fmt.Sprintf("%d:%d after %d attempt(s)", cfg.CID, cfg.Port, r.Attempts), nil
+}
+
+// openAgent keeps the agent binary runnable across the switch root when it
+// is wanted and present.
+func (b *Boot) openAgent(m *launch.Manifest) string {
+	var p string
+	b.step("agent-open", func() (string, error) {
+		switch {
+		case m.Agent != nil && !*m.Agent:
+			return "", skipf("disabled by the launch manifest")
+		case !b.exists(b.Opts.AgentPath):
+			return "", skipf("no %s in the bootstrap ramdisk", b.Opts.AgentPath)
+		case b.device == "":
+			return "", skipf("no secure-module device")
+		}
+		execPath, release, err := b.M.OpenExec(b.Opts.AgentPath)
+		if err != nil {
+			return "", err
+		}
+		b.release = append(b.release, release)
+		p = execPath
+		return b.Opts.AgentPath + " as " + execPath, nil
+	})
+	return p
+}
+
+// startAgent starts the supervised agent; the returned function waits for
+// its readiness.
+func (b *Boot) startAgent(execPath string) (func() (string, error), error) {
+	if execPath == "" {
+		return nil, skipf("not started")
+	}
+	out, outW, err := os.Pipe()
+	if err != nil {
+		return nil, err
+	}
+	go func() {
+		defer func() { recover() }() // never let logging take PID 1 down
+		w := b.Con.PrefixWriter("qtsm-agent: ")
+		io.Copy(w, out)
+		w.Close()
+	}()
+	var readyR *os.File
+	first := true
+	start := func() (int, <-chan reaper.Status, error) {
+		argv := []string{"qtsm-agent", "--socket", b.Opts.AgentSocket, "--device", b.device}
+		p := Proc{Path: execPath, Env: []string{"PATH=" + launch.DefaultPath}, Dir: "/", Setsid: true, Stdout: outW, Stderr: outW}
+		var readyW *os.File
+		if first {
+			first = false
+			var err error
+			if readyR, readyW, err = os.Pipe(); err != nil {
+				return 0, nil, err
+			}
+			argv = append(argv, "--ready-fd", "3")
+			p.Extra = []*os.File{readyW}
+		}
+		p.Argv = argv
+		pid, done, err := b.Procs.Start(p)
+		if readyW != nil {
+			readyW.Close()
+		}
+		return pid, done, err
+	}
+	b.agent = &supervise.Supervisor{
+		Name: "qtsm-agent", Start: start, Kill: b.Procs.Kill,
+		Logf: func(f string, a ...any) { b.Con.Warnf(f, a...) },
+	}
+	if err := b.agent.Go(); err != nil {
+		b.agent = nil
+		if readyR != nil {
+			readyR.Close()
+		}
+		return nil, err
+	}
+	pid := b.agent.Pid()
+	wait := func() (string, error) {
+		defer readyR.Close()
+		readyR.SetReadDeadline(time.Now().Add(b.Opts.AgentWait))
+		line, err := bufio.NewReader(readyR).ReadString('\n')
+		if line == "ready\n" {
+			return fmt.Sprintf("pid %d listening on %s", pid, b.Opts.AgentSocket), nil
+		}
+		if errors.Is(err, os.ErrDeadlineExceeded) {
+			return "", fmt.Errorf("qtsm-agent not ready after %v (continuing; it stays supervised)", b.Opts.AgentWait)
+		}
+		return "", fmt.Errorf("qtsm-agent exited before it was ready (continuing; it stays supervised)")
+	}
+	return wait, nil
+}
+
+func (b *Boot) stopAgent() {
+	if b.agent == nil {
+		return
+	}
+	a := b.agent
+	b.agent = nil
+	t0 := time.Now()
+	a.Stop(b.Opts.AgentStop)
+	b.Con.Logf("step agent-stop ok in %s", Ms(time.Since(t0)))
+	for _, r := range b.release {
+		r()
+	}
+	b.release = nil
+}
+
+func (b *Boot) writeHosts(hostname string) (string, error) {
+	if b.exists("/etc/hosts") {
+		return "", skipf("/etc/hosts exists in the image")
+	}
+	if err := b.M.MkdirAll("/etc", 0o755); err != nil {
+		return "", err
+	}
+	data := "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n127.0.1.1\t" + hostname + "\n"
+	if err := b.M.WriteFileExcl("/etc/hosts", []byte(data), 0o644); err != nil {
+		if errors.Is(err, fs.ErrExist) {
+			return "", skipf("/etc/hosts exists in the image")
+		}
+		return "", err
+	}
+	return "/etc/hosts written", nil
+}
+
+// Finish reports st and reboots: sync, the console status line, the
+// status to the parent when a port is configured, then reboot(RB_AUTOBOOT).
+// It returns only if the reboot fails.
+func (b *Boot) Finish(st status.Status) {
+	defer func() {
+		if v := recover(); v != nil {
+			b.Con.Errorf("panic while finishing: %v", v)
+			b.M.Sync()
+			b.M.Reboot()
+		}
+	}()
+	b.M.Sync()
+	b.Con.Line(st.Line())
+	if port := b.knobs.StatusPort; port != 0 && b.Dialer != nil {
+		t0 := time.Now()
+		err := status.Report(context.Background(), b.Dialer, b.knobs.HeartbeatCID, port, st, b.Opts.ReportWait)
+		if err != nil {
+			b.Con.Logf("step report failed in %s: %v", Ms(time.Since(t0)), err)
+		} else {
+			b.Con.Logf("step report ok in %s: %d:%d %q", Ms(time.Since(t0)), b.knobs.HeartbeatCID, port, strings.TrimSpace(st.Wire()))
+		}
+	}
+	b.Con.Logf("rebooting (RB_AUTOBOOT)")
+	b.M.Sync()
+	if err := b.M.Reboot(); err != nil {
+		b.Con.Errorf("reboot: %v", err)
+	}
+}

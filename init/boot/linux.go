@@ -1,0 +1,189 @@
+package boot
+
+import (
+	"fmt"
+	"io/fs"
+	"os"
+	"syscall"
+	"time"
+
+	"github.com/qtenclave/enclave/init/console"
+	"github.com/qtenclave/enclave/init/entropy"
+	"github.com/qtenclave/enclave/init/kmod"
+	"github.com/qtenclave/enclave/init/mount"
+	"github.com/qtenclave/enclave/init/netlo"
+	"github.com/qtenclave/enclave/init/reaper"
+	"github.com/qtenclave/enclave/init/vsock"
+	"golang.org/x/sys/unix"
+)
+
+// Linux is the real Machine.
+type Linux struct {
+	mount.Sys
+	entropy.Kernel
+}
+
+// LoadModule implements Machine.
+func (Linux) LoadModule(path string, flags int) error { return kmod.Sys{}.LoadModule(path, flags) }
+
+// ReadFile implements Machine.
+func (Linux) ReadFile(name string) ([]byte, error) { return os.ReadFile(name) }
+
+// Stat implements Machine.
+func (Linux) Stat(name string) (fs.FileInfo, error) { return os.Stat(name) }
+
+// WriteFileExcl implements Machine.
+func (Linux) WriteFileExcl(name string, data []byte, perm fs.FileMode) error {
+	f, err := os.OpenFile(name, os.O_WRONLY|os.O_CREATE|os.O_EXCL, perm)
+	if err != nil {
+		return err
+	}
+	if _, err := f.Write(data); err != nil {
+		f.Close()
+		os.Remove(name)
+		return err
+	}
+	return f.Close()
+}
+
+// FS implements Machine.
+func (Linux) FS() fs.FS { return os.DirFS("/") }
+
+// agentFD is the lowest descriptor number OpenExec uses, above any
+// descriptor a child is given (0-2 and a few extras), so the child's
+// descriptor shuffling can never overwrite it before the exec.
+const agentFD = 100
+
+// OpenExec implements Machine: the file is opened close-on-exec at a high
+// descriptor number and run as /proc/self/fd/N, which works for ELF
+// binaries (not scripts) once /proc is mounted in the new root.
+func (Linux) OpenExec(name string) (string, func(), error) {
+	fd, err := unix.Open(name, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return "", nil, fmt.Errorf("open %s: %w", name, err)
+	}
+	high, err := unix.FcntlInt(uintptr(fd), unix.F_DUPFD_CLOEXEC, agentFD)
+	unix.Close(fd)
+	if err != nil {
+		return "", nil, fmt.Errorf("dup %s: %w", name, err)
+	}
+	return fmt.Sprintf("/proc/self/fd/%d", high), func() { unix.Close(high) }, nil
+}
+
+// ReopenConsole implements Machine.
+func (Linux) ReopenConsole() error {
+	fd, err := unix.Open("/dev/console", unix.O_RDWR|unix.O_NOCTTY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return fmt.Errorf("open /dev/console: %w (keeping the descriptors the kernel gave)", err)
+	}
+	for i := 0; i < 3; i++ {
+		if i == fd {
+			if _, err := unix.FcntlInt(uintptr(fd), unix.F_SETFD, 0); err != nil {
+				return err
+			}
+			continue
+		}
+		if err := unix.Dup3(fd, i, 0); err != nil {
+			return fmt.Errorf("dup console to %d: %w", i, err)
+		}
+	}
+	if fd > 2 {
+		unix.Close(fd)
+	}
+	return nil
+}
+
+// Sethostname implements Machine.
+func (Linux) Sethostname(name string) error { return unix.Sethostname([]byte(name)) }
+
+// SetNofile implements Machine. syscall.Setrlimit (not x/sys/unix) also
+// tells the Go runtime not to restore its startup limit in children.
+func (Linux) SetNofile(n uint64) error {
+	if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &syscall.Rlimit{Cur: n, Max: n}); err != nil {
+		return fmt.Errorf("setrlimit nofile %d: %w", n, err)
+	}
+	return nil
+}
+
+// Loopback implements Machine.
+func (Linux) Loopback() (netlo.Result, error) { return netlo.Up() }
+
+// Sync implements Machine.
+func (Linux) Sync() { unix.Sync() }
+
+// Reboot implements Machine: reboot(RB_AUTOBOOT). With QEMU's -no-reboot
+// this ends the run (SPEC §4); in a PID namespace it ends the namespace.
+func (Linux) Reboot() error { return unix.Reboot(unix.LINUX_REBOOT_CMD_RESTART) }
+
+// ReaperProcs is Procs over the reaper.
+type ReaperProcs struct{ R *reaper.Reaper }
+
+// Start implements Procs.
+func (p ReaperProcs) Start(pr Proc) (int, <-chan reaper.Status, error) {
+	files := []uintptr{0, 1, 2}
+	if pr.Stdout != nil {
+		files[1] = pr.Stdout.Fd()
+	}
+	if pr.Stderr != nil {
+		files[2] = pr.Stderr.Fd()
+	}
+	for _, f := range pr.Extra {
+		files = append(files, f.Fd())
+	}
+	attr := &syscall.ProcAttr{Dir: pr.Dir, Env: pr.Env, Files: files,
+		Sys: &syscall.SysProcAttr{Setsid: pr.Setsid, Credential: pr.Cred}}
+	return p.R.StartProcess(pr.Path, pr.Argv, attr)
+}
+
+// Kill implements Procs.
+func (p ReaperProcs) Kill(pid int, sig syscall.Signal) error { return p.R.Kill(pid, sig) }
+
+// ForwardTo implements Procs.
+func (p ReaperProcs) ForwardTo(pid int) { p.R.ForwardTo(pid) }
+
+// OpenModule opens the secure-module device at path with init's minimal
+// GetRandom client.
+func OpenModule(path string) (entropy.Source, func() error, error) {
+	d, err := entropy.OpenDevice(path)
+	if err != nil {
+		return nil, nil, err
+	}
+	return entropy.Client{T: d}, d.Close, nil
+}
+
+// Main is PID 1: it boots, runs the workload, reports and reboots. It never
+// returns.
+func Main() { MainWith(nil) }
+
+// MainWith is Main with a hook that adjusts the Boot before it runs (the
+// namespace test replaces the console and command line).
+func MainWith(setup func(*Boot)) {
+	start := time.Now()
+	con := console.New(os.Stderr)
+	var b *Boot
+	defer func() {
+		// Last resort: whatever happened, PID 1 does not return.
+		if v := recover(); v != nil {
+			con.Errorf("panic: %v", v)
+			con.Line("qtenclave-exit: code=125 signal=0 reason=internal")
+			unix.Sync()
+			unix.Reboot(unix.LINUX_REBOOT_CMD_RESTART)
+		}
+		hang(con)
+	}()
+	r := reaper.Start(reaper.Options{Logf: con.Debugf})
+	b = &Boot{M: Linux{}, Procs: ReaperProcs{r}, Dialer: vsock.Kernel{}, Con: con, OpenModule: OpenModule, Start: start}
+	if setup != nil {
+		setup(b)
+	}
+	b.Con.Logf("start pid=%d", os.Getpid())
+	st := b.Run()
+	b.Finish(st)
+}
+
+func hang(con *console.Console) {
+	con.Errorf("reboot did not happen; halting here")
+	for {
+		time.Sleep(time.Hour)
+	}
+}
