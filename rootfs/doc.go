@@ -21,9 +21,11 @@
 //     the org.opencontainers.image.ref.name annotation of index.json's
 //     manifests; without TAG the layout must hold exactly one manifest. The
 //     part after the last ':' is a TAG only when it contains no '/'.
-//   - dir:PATH — a plain directory used as the whole filesystem. Owners are
-//     root (uid/gid 0) unless Options.DirKeepOwners; permission bits,
-//     symlinks and hard links are kept. The image config is empty: the
+//   - dir:PATH — a plain directory used as the whole filesystem, packed by
+//     rootfs/dirtar. Owners are root (uid/gid 0) unless
+//     Options.DirKeepOwners; permission bits, symlinks and hard links are
+//     kept; device nodes, FIFOs and sockets are left out; PATH's own mode is
+//     not used (rootfs/ is 0755 root). The image config is empty: the
 //     command comes from Options.Override.
 //
 // When a reference resolves to an image index (multi-platform image), the
