@@ -174,6 +174,8 @@ type Boot struct {
 	device    string // secure-module device path, "" if none
 	heartbeat time.Duration
 	agent     *supervise.Supervisor
+	agentOut  *os.File      // init's copy of the write end of the agent's output pipe
+	agentDone chan struct{} // closed when all agent output is on the console
 	release   []func()
 }
 
@@ -201,6 +203,9 @@ func (b *Boot) step(name string, fn func() (string, error)) error {
 	case errors.As(err, &skip):
 		b.Con.Logf("step %s skipped in %s: %s", name, d, skip.reason)
 		return nil
+	case err != nil && detail != "":
+		b.Con.Logf("step %s failed in %s: %s: %v", name, d, detail, err)
+		return err
 	case err != nil:
 		b.Con.Logf("step %s failed in %s: %v", name, d, err)
 		return err
@@ -532,7 +537,10 @@ func (b *Boot) startAgent(execPath string) (func() (string, error), error) {
 	if err != nil {
 		return nil, err
 	}
+	b.agentOut, b.agentDone = outW, make(chan struct{})
 	go func() {
+		defer close(b.agentDone)
+		defer out.Close()
 		defer func() { recover() }() // never let logging take PID 1 down
 		w := b.Con.PrefixWriter("qtsm-agent: ")
 		io.Copy(w, out)
@@ -569,6 +577,7 @@ func (b *Boot) startAgent(execPath string) (func() (string, error), error) {
 		if readyR != nil {
 			readyR.Close()
 		}
+		b.drainAgent()
 		return nil, err
 	}
 	pid := b.agent.Pid()
@@ -595,11 +604,26 @@ func (b *Boot) stopAgent() {
 	b.agent = nil
 	t0 := time.Now()
 	a.Stop(b.Opts.AgentStop)
+	b.drainAgent()
 	b.Con.Logf("step agent-stop ok in %s", Ms(time.Since(t0)))
 	for _, r := range b.release {
 		r()
 	}
 	b.release = nil
+}
+
+// drainAgent closes init's end of the agent's output pipe and waits, briefly,
+// until everything the agent wrote is on the console.
+func (b *Boot) drainAgent() {
+	if b.agentOut == nil {
+		return
+	}
+	b.agentOut.Close()
+	b.agentOut = nil
+	select {
+	case <-b.agentDone:
+	case <-time.After(time.Second):
+	}
 }
 
 func (b *Boot) writeHosts(hostname string) (string, error) {

@@ -9,6 +9,7 @@ import (
 	"bytes"
 	"fmt"
 	"io"
+	"strings"
 	"sync"
 )
 
@@ -76,8 +77,9 @@ func (c *Console) Debugf(format string, args ...any) {
 const MaxLine = 4096
 
 // PrefixWriter returns a writer that copies complete lines to the console,
-// each preceded by prefix. A partial last line is held until its newline
-// arrives or Close is called.
+// each preceded by prefix unless it already starts with it (qtsm-agent
+// prefixes its own log lines). A partial last line is held until its
+// newline arrives or Close is called.
 func (c *Console) PrefixWriter(prefix string) io.WriteCloser {
 	return &prefixWriter{c: c, prefix: prefix}
 }
@@ -116,7 +118,11 @@ func (p *prefixWriter) Write(b []byte) (int, error) {
 }
 
 func (p *prefixWriter) emit(line []byte) {
-	p.c.Line(p.prefix + string(bytes.TrimSuffix(line, []byte("\r"))))
+	s := string(bytes.TrimSuffix(line, []byte("\r")))
+	if !strings.HasPrefix(s, p.prefix) {
+		s = p.prefix + s
+	}
+	p.c.Line(s)
 }
 
 // Close flushes a partial last line.

@@ -49,16 +49,16 @@ func TestPrefixWriter(t *testing.T) {
 	var out bytes.Buffer
 	c := New(&out)
 	p := c.PrefixWriter("qtsm-agent: ")
-	for _, s := range []string{"hel", "lo\nwor", "ld\r\n\n", "tail"} {
+	for _, s := range []string{"hel", "lo\nwor", "ld\r\n\nqtsm-agent: ", "own prefix\n", "tail"} {
 		if n, err := p.Write([]byte(s)); n != len(s) || err != nil {
 			t.Fatalf("Write(%q) = %d, %v", s, n, err)
 		}
 	}
-	if got, want := out.String(), "qtsm-agent: hello\nqtsm-agent: world\nqtsm-agent: \n"; got != want {
+	if got, want := out.String(), "qtsm-agent: hello\nqtsm-agent: world\nqtsm-agent: \nqtsm-agent: own prefix\n"; got != want {
 		t.Errorf("before Close = %q, want %q", got, want)
 	}
 	p.Close()
-	if got, want := out.String(), "qtsm-agent: hello\nqtsm-agent: world\nqtsm-agent: \nqtsm-agent: tail\n"; got != want {
+	if got, want := out.String(), "qtsm-agent: hello\nqtsm-agent: world\nqtsm-agent: \nqtsm-agent: own prefix\nqtsm-agent: tail\n"; got != want {
 		t.Errorf("after Close = %q, want %q", got, want)
 	}
 }
