@@ -169,8 +169,8 @@ func TestSequence(t *testing.T) {
 		"console",
 		"load /nsm.ko.xz 4", // 2. compressed module
 		"open module /dev/nsm",
-		"entropy 64 512",    // 3. seeded from the module
-		"dial 3:9000",       // 4. heartbeat
+		"entropy 64 512", // 3. seeded from the module
+		"dial 3:9000",    // 4. heartbeat
 		"openexec /qtsm-agent",
 		bind, "chdir /rootfs", "mount . /  0x2000", "chroot .", // 6. move-mount switch root
 		"mount proc /proc proc",

@@ -138,7 +138,7 @@ func (m *fakeMachine) WaitReady(ctx context.Context) error {
 	<-ctx.Done()
 	return ctx.Err()
 }
-func (m *fakeMachine) ReadFile(name string) ([]byte, error) { return os.ReadFile(m.host(name)) }
+func (m *fakeMachine) ReadFile(name string) ([]byte, error)  { return os.ReadFile(m.host(name)) }
 func (m *fakeMachine) Stat(name string) (fs.FileInfo, error) { return os.Stat(m.host(name)) }
 func (m *fakeMachine) WriteFileExcl(name string, data []byte, perm fs.FileMode) error {
 	if err := m.op("write " + name); err != nil {
