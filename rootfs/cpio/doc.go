@@ -32,12 +32,18 @@
 //
 // Usage:
 //
-//	w := cpio.NewWriter(out, cpio.Options{})
+//	epoch, err := cpio.SourceDateEpoch()
+//	w := cpio.NewWriter(out, cpio.Options{MTime: epoch}) // Gzip: true to compress
 //	w.Add(cpio.Dir("dev", 0o755))
 //	w.Add(cpio.CharDev("dev/console", 0o600, 5, 1))
-//	w.Add(cpio.FileFromPath("init", 0o755, "bin/init")) // opened in Close
+//	init, err := cpio.HostFile("init", 0o755, "bin/init") // content read in Close
+//	w.Add(init)
 //	w.Add(cpio.File("etc/hostname", 0o644, []byte("enclave\n")))
+//	w.Add(cpio.HardLink("bin/init2", "init"))
 //	if err := w.Close(); err != nil { ... } // out holds the whole archive
+//
+// An error about an entry is a *cpio.Error naming it (errors.Is with
+// ErrBadName, ErrDuplicate, ErrBadEntry); Close does not close out.
 //
 // Record encoding is github.com/u-root/u-root/pkg/cpio's newc writer; this
 // package adds ordering, parents, inodes, hard links, validation, streaming
