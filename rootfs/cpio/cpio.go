@@ -43,13 +43,18 @@ const GzipLevel = gzip.DefaultCompression
 // MaxSize is the largest content newc can describe (32-bit size field).
 const MaxSize = math.MaxUint32
 
+// MaxNameLen is the longest name accepted: the kernel's initramfs unpacker
+// refuses names longer than PATH_MAX (4096 bytes with the NUL).
+const MaxNameLen = 4095
+
 // Trailer is the name of the record that ends an archive.
 const Trailer = ucpio.Trailer
 
 // Entry is one file of the archive.
 type Entry struct {
 	// Name is the path inside the archive: slash-separated, relative (no
-	// leading "/"), without "", "." or ".." components and without NUL.
+	// leading "/"), without "", "." or ".." components, without NUL, at
+	// most MaxNameLen bytes.
 	Name string
 	// Mode is the file type (one of the Type* constants) or'ed with the
 	// permission bits (PermMask). A hard link (HardLink set) needs no type.
@@ -132,7 +137,7 @@ var (
 
 // ValidName reports whether name is acceptable as Entry.Name.
 func ValidName(name string) bool {
-	if name == "" || name == Trailer || strings.IndexByte(name, 0) >= 0 {
+	if name == "" || len(name) > MaxNameLen || name == Trailer || strings.IndexByte(name, 0) >= 0 {
 		return false
 	}
 	for _, c := range strings.Split(name, "/") {

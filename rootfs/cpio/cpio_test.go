@@ -185,6 +185,7 @@ func TestErrors(t *testing.T) {
 		{"trailing slash", []Entry{Dir("a/", 0o755)}, ErrBadName},
 		{"nul", []Entry{File("a\x00b", 0o644, nil)}, ErrBadName},
 		{"trailer name", []Entry{File(Trailer, 0o644, nil)}, ErrBadName},
+		{"name too long", []Entry{File(strings.Repeat("a", MaxNameLen+1), 0o644, nil)}, ErrBadName},
 		{"duplicate", []Entry{File("a", 0o644, nil), Dir("a", 0o755)}, ErrDuplicate},
 		{"unknown mode bits", []Entry{{Name: "a", Mode: TypeReg | 0o10000000}}, ErrBadEntry},
 		{"no type", []Entry{{Name: "a", Mode: 0o644}}, ErrBadEntry},
