@@ -43,8 +43,8 @@ const GzipLevel = gzip.DefaultCompression
 // MaxSize is the largest content newc can describe (32-bit size field).
 const MaxSize = math.MaxUint32
 
-// MaxNameLen is the longest name accepted: the kernel's initramfs unpacker
-// refuses names longer than PATH_MAX (4096 bytes with the NUL).
+// MaxNameLen is the longest name and symlink target accepted: the kernel's
+// initramfs unpacker refuses longer ones (PATH_MAX, 4096 with the NUL).
 const MaxNameLen = 4095
 
 // Trailer is the name of the record that ends an archive.
@@ -189,7 +189,7 @@ func checkEntry(e *Entry) error {
 			return fmt.Errorf("%w: size %d but no content source", ErrBadEntry, e.Size)
 		}
 	case TypeSymlink:
-		if e.Linkname == "" || strings.IndexByte(e.Linkname, 0) >= 0 {
+		if e.Linkname == "" || len(e.Linkname) > MaxNameLen || strings.IndexByte(e.Linkname, 0) >= 0 {
 			return fmt.Errorf("%w: symlink target %q", ErrBadEntry, e.Linkname)
 		}
 	case TypeDir, TypeChar, TypeBlock, TypeFIFO, TypeSocket:

@@ -193,6 +193,7 @@ func TestErrors(t *testing.T) {
 		{"size on dir", []Entry{{Name: "a", Mode: TypeDir, Size: 3}}, ErrBadEntry},
 		{"too large", []Entry{{Name: "a", Mode: TypeReg, Size: MaxSize + 1, Open: func() (io.ReadCloser, error) { return nil, nil }}}, ErrBadEntry},
 		{"empty symlink", []Entry{Symlink("a", "")}, ErrBadEntry},
+		{"symlink target too long", []Entry{Symlink("a", strings.Repeat("b", MaxNameLen+1))}, ErrBadEntry},
 		{"linkname on file", []Entry{{Name: "a", Mode: TypeReg, Linkname: "b"}}, ErrBadEntry},
 		{"hard link missing", []Entry{HardLink("a", "b")}, ErrBadEntry},
 		{"hard link to dir", []Entry{Dir("d", 0o755), HardLink("a", "d")}, ErrBadEntry},

@@ -25,7 +25,8 @@
 //
 // Refused, with an *Error naming the layer and the entry (errors.Is works
 // with the Err* values): a name or hard-link target that is empty, has a NUL,
-// a ".." component or is absolute; an entry whose parent is a symlink (a
+// a ".." component, is absolute or longer than MaxNameLen (so is a symlink
+// target); an entry whose parent is a symlink (a
 // write through a symlink) or not a directory; a hard link to a missing (or
 // removed) path or to a directory; a whiteout of "", "." or ".."; sparse
 // files and entry types other than regular file, directory, symlink, hard

@@ -58,6 +58,10 @@ var (
 	ErrTar           = errors.New("corrupt tar stream")
 )
 
+// MaxNameLen is the longest entry name or symlink target accepted, leaving
+// room under cpio.MaxNameLen for a prefix such as "rootfs/".
+const MaxNameLen = 4000
+
 const (
 	whiteoutPrefix = ".wh."
 	whiteoutMeta   = ".wh..wh."
@@ -176,7 +180,7 @@ func (t *Tree) Apply(l Layer, r io.Reader) error {
 
 // clean validates and normalises an entry name: "" is the root.
 func clean(name string) (string, error) {
-	if name == "" || strings.IndexByte(name, 0) >= 0 {
+	if name == "" || len(name) > MaxNameLen || strings.IndexByte(name, 0) >= 0 {
 		return "", ErrBadName
 	}
 	if name[0] == '/' {
@@ -250,7 +254,7 @@ func (t *Tree) apply(hdr *tar.Header, r io.Reader) error {
 		}
 		n = &node{kind: kindReg, ino: ino, seen: t.layers}
 	case tar.TypeSymlink:
-		if hdr.Linkname == "" || strings.IndexByte(hdr.Linkname, 0) >= 0 {
+		if hdr.Linkname == "" || len(hdr.Linkname) > MaxNameLen || strings.IndexByte(hdr.Linkname, 0) >= 0 {
 			return fmt.Errorf("%w: symlink target %q", ErrBadName, hdr.Linkname)
 		}
 		n = &node{kind: kindSymlink, link: hdr.Linkname, seen: t.layers}

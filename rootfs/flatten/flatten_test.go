@@ -539,6 +539,8 @@ func TestHostile(t *testing.T) {
 		{"whiteout through symlink", [][]byte{mkTar(t, sym("s", "/etc")), mkTar(t, file("s/.wh.passwd", ""))}, 1, "s/.wh.passwd", ErrSymlinkParent},
 		{"opaque through symlink", [][]byte{mkTar(t, sym("s", "/etc")), mkTar(t, file("s/.wh..wh..opq", ""))}, 1, "s/.wh..wh..opq", ErrSymlinkParent},
 		{"whiteout with dotdot path", [][]byte{mkTar(t, file("../.wh.x", ""))}, 0, "../.wh.x", ErrDotDot},
+		{"name too long", [][]byte{mkTar(t, file(strings.Repeat("a/", MaxNameLen/2)+"x", "x"))}, 0, strings.Repeat("a/", MaxNameLen/2) + "x", ErrBadName},
+		{"symlink target too long", [][]byte{mkTar(t, sym("s", strings.Repeat("t", MaxNameLen+1)))}, 0, "s", ErrBadName},
 		{"root as a file", [][]byte{mkTar(t, file(".", ""))}, 0, ".", ErrType},
 		{"unknown type", [][]byte{mkTar(t, tarEntry{te{Name: "x", Typeflag: 'Z'}, ""})}, 0, "x", ErrType},
 		{"too large", [][]byte{tooBig}, 0, "huge", ErrTooLarge},
