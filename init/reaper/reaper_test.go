@@ -165,11 +165,17 @@ func subreaper(t *testing.T) {
 			t.Errorf("after %v to init, workload %v, want exit %d", sig, st, 100+int(sig))
 		}
 	}
-	// 3. With no workload, a SIGTERM to init is dropped and init lives on.
+	// 3. With no workload, a SIGTERM to init is dropped and init lives on,
+	// as it does through every signal that would end a Go program.
 	r.ForwardTo(0)
-	syscall.Kill(os.Getpid(), syscall.SIGTERM)
-	syscall.Kill(os.Getpid(), syscall.SIGUSR1)
-	time.Sleep(50 * time.Millisecond)
+	for _, s := range Caught {
+		syscall.Kill(os.Getpid(), s.(syscall.Signal))
+	}
+	for _, s := range []syscall.Signal{syscall.SIGALRM, syscall.SIGXCPU, syscall.SIGXFSZ, syscall.SIGVTALRM, syscall.SIGIO, syscall.SIGPWR, syscall.SIGCONT} {
+		syscall.Kill(os.Getpid(), s) // ignored by the Go runtime when not handled
+	}
+	syscall.Kill(os.Getpid(), syscall.Signal(37)) // a real-time signal
+	time.Sleep(100 * time.Millisecond)
 	found := false
 	for _, l := range logs {
 		if strings.Contains(l, "terminated ignored") || strings.Contains(l, "signal terminated ignored") {
