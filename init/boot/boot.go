@@ -173,10 +173,12 @@ type Boot struct {
 	knobs     cmdline.Knobs
 	device    string // secure-module device path, "" if none
 	heartbeat time.Duration
-	agent     *supervise.Supervisor
-	agentOut  *os.File      // init's copy of the write end of the agent's output pipe
-	agentDone chan struct{} // closed when all agent output is on the console
-	release   []func()
+	// Waits for other parties, excluded from init's own time.
+	deviceWait, crngWait, agentWait time.Duration
+	agent                           *supervise.Supervisor
+	agentOut                        *os.File      // init's copy of the write end of the agent's output pipe
+	agentDone                       chan struct{} // closed when all agent output is on the console
+	release                         []func()
 }
 
 // Knobs are the kernel command-line settings in effect (after Run).
@@ -285,7 +287,11 @@ func (b *Boot) run() (status.Status, error) {
 		if loaded {
 			wait = b.Opts.DeviceWait
 		}
+		t0 := time.Now()
 		p, err := kmod.WaitDevice(ctx, b.exists, b.Opts.DevicePaths, wait, 0)
+		if wait > 0 {
+			b.deviceWait = time.Since(t0)
+		}
 		if err != nil {
 			return "", skipf("%v: no entropy from the module, no qtsm-agent", err)
 		}
@@ -391,7 +397,9 @@ func (b *Boot) run() (status.Status, error) {
 		return status.Status{}, &fatal{status.Failed(status.Internal), err}
 	}
 	if agentReady != nil {
+		t0 := time.Now()
 		b.step("agent-ready", agentReady)
+		b.agentWait = time.Since(t0)
 	}
 	var pid int
 	var done <-chan reaper.Status
@@ -413,6 +421,9 @@ func (b *Boot) run() (status.Status, error) {
 	b.Procs.ForwardTo(pid)
 	ready := time.Since(b.Start) - b.heartbeat
 	b.Con.Logf("ready in %s (heartbeat %s excluded)", Ms(ready), Ms(b.heartbeat))
+	own := ready - b.deviceWait - b.crngWait - b.agentWait
+	b.Con.Logf("own time %s (waits excluded: heartbeat %s, device %s, crng %s, agent %s)",
+		Ms(own), Ms(b.heartbeat), Ms(b.deviceWait), Ms(b.crngWait), Ms(b.agentWait))
 
 	ws := <-done
 	b.Procs.ForwardTo(0)
@@ -474,6 +485,7 @@ func (b *Boot) seed(ctx context.Context) (string, error) {
 		}
 	}
 	waited, err := entropy.EnsureReady(ctx, b.M, b.Opts.CRNGWait)
+	b.crngWait = waited
 	switch {
 	case err != nil:
 		parts = append(parts, "crng NOT ready")

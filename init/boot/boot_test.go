@@ -225,6 +225,7 @@ func TestSequence(t *testing.T) {
 		`(?m)^init: step agent-ready ok in \d+\.\d{3}ms: pid 42 listening on /run/qtsm.sock$`,
 		`(?m)^init: step workload ok in \d+\.\d{3}ms: /bin/app as 1000:1000 in /home/app$`,
 		`(?m)^init: ready in \d+\.\d{3}ms \(heartbeat \d+\.\d{3}ms excluded\)$`,
+		`(?m)^init: own time -?\d+\.\d{3}ms \(waits excluded: heartbeat \d+\.\d{3}ms, device \d+\.\d{3}ms, crng \d+\.\d{3}ms, agent \d+\.\d{3}ms\)$`,
 		`(?m)^qtsm-agent: listening on /run/qtsm.sock \(device /dev/nsm\)$`,
 		`(?m)^init: workload pid 43 exited with status 3$`,
 		`(?m)^qtenclave-exit: code=3 signal=0 reason=exited$`,
