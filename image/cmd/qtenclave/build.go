@@ -297,7 +297,7 @@ func build(ctx context.Context, c *buildConfig, stderr io.Writer) (*eif.Measurem
 	prog := newProgress(stderr)
 	defer prog.close()
 	ropts.Logf = func(format string, args ...any) {
-		prog.setStage(fmt.Sprintf(format, args...))
+		prog.setStage("application ramdisk: " + fmt.Sprintf(format, args...))
 		logf(format, args...)
 	}
 
@@ -308,7 +308,7 @@ func build(ctx context.Context, c *buildConfig, stderr io.Writer) (*eif.Measurem
 			w.Close()
 			return err
 		}
-		prog.setStage("finishing")
+		prog.setStage("finishing (signature, header, sync)")
 		m, err = w.Close()
 		return err
 	})
