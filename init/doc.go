@@ -1,0 +1,132 @@
+// Package init documents the enclave's first process (PID 1). It holds no
+// code: the main is init/cmd/init, the sequence is init/boot, and each step
+// is a small package beside it:
+//
+//	init/boot        the sequence, the real Machine, Main (never returns)
+//	init/console     one-write-per-line console log, prefixed agent output
+//	init/cmdline     qtenclave.* knobs from /proc/cmdline
+//	init/mount       devtmpfs, move-mount switch root, mount table, /dev links
+//	init/kmod        finit_module of /nsm.ko, /qtsm.ko (.xz/.zst/.gz), device wait
+//	init/entropy     GetRandom -> RNDADDENTROPY, CRNG readiness, a GetRandom-only client
+//	init/vsock       AF_VSOCK dialer without package net
+//	init/heartbeat   0xB7 to CID 3 port 9000 with bounded retry and a time-sync hook
+//	init/launch      the launch manifest (contract 1): launch.json or cmd+env
+//	init/user        Docker USER resolution against /etc/passwd and /etc/group
+//	init/workload    Entrypoint+Cmd, env, PATH lookup, WORKDIR, USER
+//	init/netlo       lo up with 127.0.0.1/8 and ::1
+//	init/reaper      the one wait4(-1) and signal owner
+//	init/supervise   qtsm-agent restarts with back-off
+//	init/status      exit codes, the status line, the report to the parent
+//
+// # Boot sequence
+//
+// Each step writes one "step" line with its duration.
+//
+//  1. devtmpfs on /dev (EBUSY is fine); /dev/console on fds 0, 1, 2; proc
+//     mounted briefly to read /proc/cmdline. The signals that would end a
+//     Go PID 1 are handled from the first instruction of Main.
+//  2. Driver: the first of /nsm.ko, /nsm.ko.xz, /nsm.ko.zst, /nsm.ko.gz (and
+//     the same for qtsm) is loaded with finit_module (compressed ones with
+//     MODULE_INIT_COMPRESSED_FILE); absent = built in; EEXIST = loaded. Then
+//     /dev/qtsm or /dev/nsm: after a module load init waits up to 2 s for it;
+//     otherwise it checks once (a built-in driver has probed before init).
+//  3. Entropy: 64 bytes from the module's GetRandom (retried with back-off)
+//     go into the kernel pool with RNDADDENTROPY crediting 512 bits; then
+//     getrandom(GRND_NONBLOCK) must succeed, else init waits up to 5 s with
+//     a blocking getrandom. Policy: without a device, or if the CRNG stays
+//     unready, the step fails loudly and the boot continues (the kernel may
+//     have other entropy; the workload may not need it).
+//  4. Heartbeat: vsock CID 3 port 9000, 0xB7 out, 0xB7 back; up to 6
+//     attempts with back-off 100 ms doubling to 1 s, 5 s per attempt; an
+//     optional hook then runs on the connection (Qingtian time sync). If it
+//     never succeeds the boot ends with reason "heartbeat".
+//  5. Launch configuration: /launch.json, else /cmd and /env (missing /env =
+//     empty environment). The files stay where they are: outside /rootfs
+//     they are unreachable after the switch root.
+//  6. Switch root into /rootfs: bind it on itself, chdir, mount(".", "/",
+//     MS_MOVE), chroot("."). Then devtmpfs /dev, proc, sysfs, devpts,
+//     /dev/shm, /run, /tmp (exec allowed unless the manifest says
+//     tmp_noexec), cgroup2, and /dev/fd, /dev/std{in,out,err} links. sysfs,
+//     devpts and cgroup2 are optional (a warning if the kernel lacks them).
+//  7. qtsm-agent, when /qtsm-agent exists in the bootstrap ramdisk, a device
+//     was found and the manifest does not say "agent": false. Contract 8:
+//     init opens the binary before the switch root (close-on-exec, at
+//     descriptor 100 or above) and execs it after the switch as
+//     /proc/self/fd/N, so nothing is copied into the workload's root. It
+//     runs as root with
+//     "--socket /run/qtsm.sock --device <dev> --ready-fd 3", its output
+//     prefixed "qtsm-agent: ", restarted with back-off 100 ms doubling to
+//     10 s when it dies. While the agent starts, init brings up lo
+//     (127.0.0.1/8, ::1), sets the hostname (manifest, default "enclave"),
+//     writes /etc/hosts if absent, sets RLIMIT_NOFILE (manifest
+//     nofile_limit, default 65536) and prepares the workload; then it waits
+//     up to 2 s for the agent's "ready".
+//  8. The workload, as Docker runs it: Entrypoint+Cmd; PATH (Docker's
+//     default), HOSTNAME, the image's Env (later entries win), HOME from the
+//     user; argv[0] looked up in the image's PATH; working directory
+//     (created if missing, must be searchable by the user); User as name,
+//     uid, name:group or uid:gid with supplementary groups from /etc/group;
+//     its own session (setsid). SIGTERM, SIGINT, SIGHUP, SIGQUIT, SIGUSR1,
+//     SIGUSR2 and SIGWINCH sent to init are forwarded to it. One reaper
+//     waits for every child and orphan.
+//  9. When the workload exits: the agent gets SIGTERM (SIGKILL after 2 s),
+//     sync, the status line, the status to the parent over vsock (CID 3,
+//     port 9001, 2 s bound), then reboot(RB_AUTOBOOT). With QEMU's
+//     -no-reboot that ends the run. If the reboot fails init sleeps forever:
+//     PID 1 never exits. A panic anywhere in the sequence ends the same way
+//     with reason "internal".
+//
+// # Kernel command line (contract 9)
+//
+//	qtenclave.heartbeat=CID:PORT|off   default 3:9000
+//	qtenclave.status_port=N            default 9001, 0 = no report
+//	qtenclave.debug=1                  debug lines (signals, orphans)
+//
+// # Console lines
+//
+// Every line init writes starts with "init: ", except the status line.
+// Durations are milliseconds with three decimals. The formats:
+//
+//	init: start pid=<pid>
+//	init: step <name> ok in <d>ms[: <detail>]
+//	init: step <name> skipped in <d>ms: <reason>
+//	init: step <name> failed in <d>ms: [<detail>: ]<error>
+//	init: warning: <text>
+//	init: error: <text>
+//	init: debug: <text>                                  (qtenclave.debug=1)
+//	init: ready in <d>ms (heartbeat <h>ms excluded)
+//	init: own time <d>ms (waits excluded: heartbeat <h>ms, device <d>ms, crng <c>ms, agent <a>ms)
+//	init: workload pid <pid> exited with status <n>
+//	init: workload pid <pid> killed by signal <n> (<name>)
+//	qtsm-agent: <the agent's own line>
+//	qtenclave-exit: code=<0..255> signal=<0|n> reason=<reason>
+//	init: rebooting (RB_AUTOBOOT)
+//
+// Step names, in order: devtmpfs, console, cmdline, modules, device,
+// entropy, heartbeat, config, agent-open, switch-root, mounts, agent-start,
+// loopback, hostname, hosts, rlimits, workload, agent-ready, exec (then,
+// at the end, agent-stop and report). Only config, heartbeat, switch-root,
+// mounts, workload and exec end the boot when they fail; the others are
+// reported and the boot goes on.
+//
+// "ready" is the time from init's start to the workload's successful exec
+// minus the heartbeat; "own time" also leaves out the waits for the device,
+// the CRNG and the agent. The status line is parsed by status.ParseLine.
+//
+// # Exit status
+//
+// The status line and the parent report (contract 7: "EXIT <code>\n" or
+// "SIGNAL <n>\n") carry:
+//
+//	code  reason     when
+//	0-255 exited     the workload exited with that code
+//	128+n signaled   the workload was killed by signal n (the parent gets "SIGNAL n")
+//	125   config     no launch.json and no cmd, malformed manifest, empty command
+//	125   user       unknown user or group
+//	125   workdir    working directory not a directory or not searchable
+//	125   setup      switch root or a required mount failed
+//	125   heartbeat  the parent never answered the heartbeat
+//	125   internal   init failed (panic or unexpected error)
+//	126   noexec     the program exists but cannot be executed
+//	127   notfound   the program (or its interpreter) was not found
+package init
