@@ -51,6 +51,9 @@ type pipeline struct {
 	// Owned by worker B.
 	crc uint32
 	err error
+	// failed is set by B on its first write error, so that the producer can
+	// stop early instead of streaming the rest of a section.
+	failed atomic.Bool
 }
 
 // newPipeline starts the workers; chunkSize is the buffer size (at most
@@ -152,6 +155,7 @@ func (p *pipeline) runB() {
 		if c.off >= 0 && p.w != nil && p.err == nil {
 			if _, err := p.w.WriteAt(data, c.off); err != nil {
 				p.err = err
+				p.failed.Store(true)
 			}
 		}
 		p.release(c)

@@ -274,6 +274,11 @@ func (s *SectionWriter) check() error {
 	if s.closed {
 		return fmt.Errorf("eif: write to closed %s section", s.typ)
 	}
+	if s.w.err == nil && s.w.p.failed.Load() {
+		if _, err := s.w.p.sync(); err != nil {
+			s.w.err = fmt.Errorf("eif: write %s section: %w", s.typ, err)
+		}
+	}
 	return s.w.err
 }
 
@@ -310,6 +315,10 @@ func (s *SectionWriter) Write(p []byte) (int, error) {
 		p = p[k:]
 		if c.n == len(c.buf) {
 			s.flush()
+			if err := s.check(); err != nil {
+				s.n += int64(n)
+				return n, err
+			}
 		}
 	}
 	s.n += int64(n)
@@ -334,6 +343,9 @@ func (s *SectionWriter) ReadFrom(r io.Reader) (int64, error) {
 		s.n += int64(k)
 		if c.n == len(c.buf) {
 			s.flush()
+			if err := s.check(); err != nil {
+				return total, err
+			}
 		}
 		if err == io.EOF {
 			return total, nil
