@@ -18,6 +18,16 @@ func init() {
 	})
 }
 
+const describeUsage = `FILE.eif
+
+Checks FILE.eif (structure, CRC, contents) and prints as JSON: the header
+(version, architecture, default memory and CPUs, CRC), the sections (type,
+offset of the section header, offset and size of the data), the kernel's
+format and version, the cmdline, the metadata, the measurements and, if
+signed, the signature: certificate subject, issuer, validity, and whether the
+COSE_Sign1 verifies with it over this image's PCR0. Exit status 1 when the
+image is invalid or its signature does not verify.`
+
 type describeDoc struct {
 	EifVersion   uint16             `json:"EifVersion"`
 	Arch         string             `json:"Arch"`
@@ -59,7 +69,7 @@ type describeSignature struct {
 }
 
 func runDescribe(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
-	fs := newFlags("describe", "FILE.eif", stderr)
+	fs := newFlags("describe", describeUsage, stderr)
 	pos, err := parseArgs(fs, args)
 	if err != nil {
 		return usageExit(err)
