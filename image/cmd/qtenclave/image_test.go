@@ -15,6 +15,7 @@ import (
 	"encoding/json"
 	"encoding/pem"
 	"fmt"
+	"hash/crc32"
 	"math/big"
 	"os"
 	"os/exec"
@@ -389,6 +390,30 @@ func TestSignedBuildAndPCRsExpect(t *testing.T) {
 		t.Errorf("describe signed = %d %+v", code, d)
 	}
 
+	// A signature over another PCR0: flip a byte of the application
+	// ramdisk and fix the CRC; describe reports the signature as invalid.
+	tampered := filepath.Join(t.TempDir(), "tampered.eif")
+	b := mustRead(t, out)
+	ef, err := eif.Open(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rds := ef.Ramdisks()
+	b[rds[len(rds)-1].DataOffset()] ^= 1
+	ef.Close()
+	mustWrite(t, tampered, fixCRC(b), 0o644)
+	code, stdout, _ = cli(t, "describe", tampered)
+	var td struct {
+		Signature struct {
+			Verified bool
+			Error    string
+		}
+	}
+	json.Unmarshal([]byte(stdout), &td)
+	if code != exitFailed || td.Signature.Verified || !strings.Contains(td.Signature.Error, "the image's PCR0 is") {
+		t.Errorf("describe tampered = %d %+v, want 1 and a PCR0 mismatch", code, td)
+	}
+
 	// --expect: nitro-cli's form (with PCR8), the plain form, a mismatch.
 	dir := t.TempDir()
 	nitro := filepath.Join(dir, "nitro.json")
@@ -563,4 +588,18 @@ func sha512Sum384(b []byte) []byte {
 func pcrExtendZero(d []byte) []byte {
 	s := sha512.Sum384(append(make([]byte, 48), d...))
 	return s[:]
+}
+
+// fixCRC recomputes an image's CRC: header [0,544), then each section header
+// and data in table order.
+func fixCRC(b []byte) []byte {
+	n := int(binary.BigEndian.Uint16(b[26:]))
+	c := crc32.ChecksumIEEE(b[:544])
+	for i := 0; i < n; i++ {
+		off := binary.BigEndian.Uint64(b[28+8*i:])
+		size := binary.BigEndian.Uint64(b[28+8*32+8*i:])
+		c = crc32.Update(c, crc32.IEEETable, b[off:off+12+size])
+	}
+	binary.BigEndian.PutUint32(b[544:], c)
+	return b
 }
