@@ -16,6 +16,7 @@ import (
 	"encoding/pem"
 	"fmt"
 	"hash/crc32"
+	"io"
 	"math/big"
 	"os"
 	"os/exec"
@@ -602,4 +603,32 @@ func fixCRC(b []byte) []byte {
 	}
 	binary.BigEndian.PutUint32(b[544:], c)
 	return b
+}
+
+func TestBuildAArch64(t *testing.T) {
+	f := newFixture(t)
+	mustWrite(t, f.init, fakeELF(elf.EM_AARCH64, "init"), 0o755)
+	out := filepath.Join(t.TempDir(), "arm.eif")
+	code, _, stderr := cli(t, "build", "--arch", "aarch64", "--image", "dir:"+f.rootfs, "--kernel", f.kernel,
+		"--init", f.init, "--no-agent", "--cmd", "/bin/server", "-o", out)
+	if code != exitOK {
+		t.Fatalf("build --arch aarch64 = %d: %s", code, stderr)
+	}
+	ef, err := eif.Open(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ef.Close()
+	cl, _ := ef.Cmdline()
+	if ef.Arch() != eif.ArchAArch64 || cl != cmdlineARM64 {
+		t.Errorf("arch %v cmdline %q, want aarch64 and %q (nomodules kept without --kmod)", ef.Arch(), cl, cmdlineARM64)
+	}
+	boot := ef.Ramdisks()[0]
+	idx, err := ramdisk.ReadIndex(io.NewSectionReader(boot, 0, boot.Size))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.Join(idx.Paths(), ","); got != "dev,dev/console,init" {
+		t.Errorf("bootstrap ramdisk = %s, want no agent and no module", got)
+	}
 }
