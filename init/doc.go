@@ -87,7 +87,7 @@
 // Every line init writes starts with "init: ", except the status line.
 // Durations are milliseconds with three decimals. The formats:
 //
-//	init: start pid=<pid>
+//	init: start pid=<pid> uptime=<kernel uptime>ms
 //	init: step <name> ok in <d>ms[: <detail>]
 //	init: step <name> skipped in <d>ms: <reason>
 //	init: step <name> failed in <d>ms: [<detail>: ]<error>

@@ -176,7 +176,9 @@ func MainWith(setup func(*Boot)) {
 	if setup != nil {
 		setup(b)
 	}
-	b.Con.Logf("start pid=%d", os.Getpid())
+	var ts unix.Timespec
+	unix.ClockGettime(unix.CLOCK_BOOTTIME, &ts)
+	b.Con.Logf("start pid=%d uptime=%s", os.Getpid(), Ms(time.Duration(ts.Nano())))
 	st := b.Run()
 	b.Finish(st)
 }

@@ -111,16 +111,28 @@ func (r *Reaper) Stop() {
 
 func (r *Reaper) loop() {
 	defer r.stopped.Done()
-	for {
-		select {
-		case <-r.stop:
-			return
-		case <-r.chld:
-			r.reap()
-		case s := <-r.other:
-			r.signal(s)
-		}
+	for r.round() {
 	}
+}
+
+// round handles one event; a panic is logged and the loop goes on (a panic
+// escaping a goroutine would end PID 1).
+func (r *Reaper) round() (more bool) {
+	defer func() {
+		if v := recover(); v != nil {
+			r.logf("reaper: recovered from panic: %v", v)
+			more = true
+		}
+	}()
+	select {
+	case <-r.stop:
+		return false
+	case <-r.chld:
+		r.reap()
+	case s := <-r.other:
+		r.signal(s)
+	}
+	return true
 }
 
 func (r *Reaper) signal(s os.Signal) {

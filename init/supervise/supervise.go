@@ -95,6 +95,12 @@ func (s *Supervisor) Stop(timeout time.Duration) {
 
 func (s *Supervisor) loop(done <-chan reaper.Status) {
 	defer close(s.finished)
+	defer func() {
+		// A panic escaping this goroutine would end PID 1: stop supervising.
+		if v := recover(); v != nil {
+			s.Logf("%s: supervisor stopped after panic: %v", s.Name, v)
+		}
+	}()
 	backoff := s.Backoff.Initial
 	started := time.Now()
 	for {

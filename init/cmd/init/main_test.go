@@ -132,13 +132,34 @@ func TestDeps(t *testing.T) {
 func TestMain(m *testing.M) {
 	switch filepath.Base(os.Args[0]) {
 	case "workload":
+		if len(os.Args) == 2 && os.Args[1] == "qemu" {
+			os.Exit(qemuWorkload())
+		}
 		os.Exit(workloadMain())
 	case "qtsm-agent":
 		os.Exit(agentMain())
 	case "exit0":
 		os.Exit(0)
 	}
+
 	os.Exit(m.Run())
+}
+
+// qemuWorkload runs in the QEMU guest: it checks the device and the agent's
+// socket and exits 7.
+func qemuWorkload() int {
+	_, err := os.Stat("/dev/nsm")
+	fmt.Printf("CHECK nsm %s\n", okFail(err))
+	_, err = os.Stat("/run/qtsm.sock")
+	fmt.Printf("CHECK agent-socket %s\n", okFail(err))
+	return 7
+}
+
+func okFail(err error) string {
+	if err != nil {
+		return "FAIL: " + err.Error()
+	}
+	return "ok"
 }
 
 func agentMain() int {
@@ -345,7 +366,7 @@ func TestIntegrationBoot(t *testing.T) {
 		t.Errorf("workload checks failed:\n%s", console)
 	}
 	for _, want := range []string{
-		"init: start pid=1\n",
+		"init: start pid=1 uptime=",
 		"PARENT-HEARTBEAT 3:9000 0xB7\n",
 		"POOL-ADD 64 bytes 512 bits\n",
 		"init: step entropy ok in",

@@ -1,0 +1,217 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io/fs"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"sort"
+	"strings"
+	"testing"
+	"time"
+)
+
+// cacheDir is contract 6's cache.
+func cacheDir() string {
+	if d := os.Getenv("QTENCLAVE_CACHE"); d != "" {
+		return d
+	}
+	home, _ := os.UserHomeDir()
+	return filepath.Join(home, ".cache", "qtenclave")
+}
+
+// newestWith returns the newest finished cache entry under dir containing
+// file (entries still being built are named *.build.*).
+func newestWith(dir, file string) string {
+	entries, _ := os.ReadDir(dir)
+	var best string
+	var bestTime time.Time
+	for _, e := range entries {
+		if !e.IsDir() || strings.Contains(e.Name(), ".build.") {
+			continue
+		}
+		p := filepath.Join(dir, e.Name(), file)
+		if st, err := os.Stat(p); err == nil && st.ModTime().After(bestTime) {
+			best, bestTime = filepath.Join(dir, e.Name()), st.ModTime()
+		}
+	}
+	return best
+}
+
+// findQEMU locates the project's QEMU (with virtio-nsm) and guest kernel:
+// QTENCLAVE_QEMU and QTENCLAVE_KERNEL_DIR, else the newest in the cache.
+func findQEMU(t *testing.T) (qemu, kdir string) {
+	t.Helper()
+	qemu = os.Getenv("QTENCLAVE_QEMU")
+	if qemu == "" {
+		if d := newestWith(filepath.Join(cacheDir(), "qemu"), "bin/qemu-system-x86_64"); d != "" {
+			qemu = filepath.Join(d, "bin/qemu-system-x86_64")
+		}
+	}
+	kdir = os.Getenv("QTENCLAVE_KERNEL_DIR")
+	if kdir == "" {
+		kdir = newestWith(filepath.Join(cacheDir(), "kernel"), "bzImage")
+	}
+	if qemu == "" || kdir == "" {
+		t.Skipf("no QEMU/kernel (build them with scripts/build-qemu.sh and scripts/build-kernel.sh, or set QTENCLAVE_QEMU and QTENCLAVE_KERNEL_DIR): qemu=%q kernel=%q", qemu, kdir)
+	}
+	return qemu, kdir
+}
+
+// newc writes a cpio "newc" archive of the tree at root (what the kernel
+// unpacks as an initramfs), in sorted order with fixed metadata.
+func newc(root string) ([]byte, error) {
+	var names []string
+	err := filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if p != root {
+			names = append(names, p)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	sort.Strings(names)
+	var buf bytes.Buffer
+	pad := func() {
+		for buf.Len()%4 != 0 {
+			buf.WriteByte(0)
+		}
+	}
+	write := func(ino int, name string, mode uint32, data []byte) {
+		fmt.Fprintf(&buf, "070701%08X%08X%08X%08X%08X%08X%08X%08X%08X%08X%08X%08X%08X",
+			ino, mode, 0, 0, 1, 0, len(data), 0, 0, 0, 0, len(name)+1, 0)
+		buf.WriteString(name)
+		buf.WriteByte(0)
+		pad()
+		buf.Write(data)
+		pad()
+	}
+	for i, p := range names {
+		st, err := os.Lstat(p)
+		if err != nil {
+			return nil, err
+		}
+		rel, _ := filepath.Rel(root, p)
+		switch {
+		case st.IsDir():
+			write(i+1, rel, 0o040000|uint32(st.Mode().Perm()), nil)
+		default:
+			data, err := os.ReadFile(p)
+			if err != nil {
+				return nil, err
+			}
+			write(i+1, rel, 0o100000|uint32(st.Mode().Perm()), data)
+		}
+	}
+	write(0, "TRAILER!!!", 0, nil)
+	return buf.Bytes(), nil
+}
+
+// TestIntegrationQEMU boots the real init in QEMU (microvm, TCG) with the
+// project's kernel and a virtio-nsm device: it loads nsm.ko.xz, seeds
+// entropy from the device, starts qtsm-agent when it can be built, runs a
+// workload that exits 7, and ends with reboot(RB_AUTOBOOT), which makes
+// QEMU with -no-reboot exit by itself. It reports init's ready time under
+// TCG.
+func TestIntegrationQEMU(t *testing.T) {
+	if testing.Short() {
+		t.Skip("boots QEMU: skipped with -short")
+	}
+	qemu, kdir := findQEMU(t)
+	dir := t.TempDir()
+	root := filepath.Join(dir, "root")
+	for _, d := range []string{"rootfs/bin", "rootfs/etc", "rootfs/tmp", "rootfs/dev", "rootfs/proc", "rootfs/sys", "rootfs/run"} {
+		if err := os.MkdirAll(filepath.Join(root, d), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	build(t, filepath.Join(root, "init"))
+	if b, err := os.ReadFile(filepath.Join(kdir, "nsm.ko.xz")); err == nil {
+		os.WriteFile(filepath.Join(root, "nsm.ko.xz"), b, 0o644)
+	} else {
+		t.Logf("no nsm.ko.xz in %s: the driver must be built in", kdir)
+	}
+	// The agent, built like the Makefile does; optional.
+	agent := exec.Command(goTool(t), append(buildFlags, "-o", filepath.Join(root, "qtsm-agent"), "github.com/qtenclave/enclave/agent/cmd/qtsm-agent")...)
+	agent.Env = append(os.Environ(), "CGO_ENABLED=0", "GOFLAGS=")
+	withAgent := true
+	if out, err := agent.CombinedOutput(); err != nil {
+		t.Logf("qtsm-agent does not build, booting without it: %v\n%s", err, out)
+		withAgent = false
+	}
+	self, err := os.ReadFile("/proc/self/exe")
+	if err != nil {
+		t.Fatal(err)
+	}
+	os.WriteFile(filepath.Join(root, "rootfs/bin/workload"), self, 0o755)
+	os.WriteFile(filepath.Join(root, "launch.json"), []byte(`{"version":1,"entrypoint":["workload"],"cmd":["qemu"],"env":["PATH=/bin"]}`), 0o644)
+	img, err := newc(root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	initrd := filepath.Join(dir, "initrd.cpio")
+	os.WriteFile(initrd, img, 0o644)
+
+	cmdline := "console=ttyS0 reboot=t panic=-1 nomodules qtenclave.heartbeat=off qtenclave.status_port=0"
+	if b, err := os.ReadFile("/proc/cpuinfo"); err == nil {
+		if m := regexp.MustCompile(`(?m)^cpu MHz\s*:\s*([0-9.]+)`).FindSubmatch(b); m != nil {
+			var mhz float64
+			fmt.Sscanf(string(m[1]), "%f", &mhz)
+			cmdline += fmt.Sprintf(" tsc_early_khz=%d", int(mhz*1000))
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 150*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, qemu, "-L", "/usr/share/seabios", "-L", "/usr/share/qemu",
+		"-M", "microvm,acpi=off", "-accel", "tcg", "-smp", "2", "-m", "512",
+		"-nographic", "-nic", "none", "-no-reboot",
+		"-kernel", filepath.Join(kdir, "bzImage"), "-initrd", initrd,
+		"-device", "virtio-nsm-device", "-append", cmdline)
+	start := time.Now()
+	out, err := cmd.CombinedOutput()
+	console := strings.ReplaceAll(string(out), "\r", "")
+	elapsed := time.Since(start)
+	if ctx.Err() != nil {
+		t.Fatalf("QEMU still running after %v: -no-reboot did not end the run\n%s", elapsed, console)
+	}
+	if err != nil {
+		t.Errorf("QEMU: %v (want exit 0 after the guest's reboot)", err)
+	}
+	if testing.Verbose() {
+		t.Logf("console (%v):\n%s", elapsed, console)
+	}
+	wants := []string{
+		"init: start pid=1 uptime=",
+		"init: step modules ok in",
+		"init: step device ok in",
+		"bytes from /dev/nsm, crng ready",
+		"CHECK nsm ok\n",
+		"qtenclave-exit: code=7 signal=0 reason=exited\n",
+		"init: rebooting (RB_AUTOBOOT)\n",
+	}
+	if withAgent {
+		wants = append(wants, "init: step agent-ready ok in", "CHECK agent-socket ok\n")
+	}
+	for _, w := range wants {
+		if !strings.Contains(console, w) {
+			t.Errorf("console lacks %q", w)
+		}
+	}
+	if strings.Contains(console, "Kernel panic") {
+		t.Errorf("kernel panicked:\n%s", console)
+	}
+	for _, l := range strings.Split(console, "\n") {
+		if strings.HasPrefix(l, "init: ready in") || strings.HasPrefix(l, "init: own time") {
+			t.Logf("QEMU TCG: %s", l)
+		}
+	}
+	t.Logf("QEMU run ended by itself in %v", elapsed)
+}
