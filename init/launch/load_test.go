@@ -61,3 +61,55 @@ func TestLoadUnreadable(t *testing.T) {
 		t.Error("Load with launch.json a directory = nil error, want error")
 	}
 }
+
+func FuzzParse(f *testing.F) {
+	f.Add([]byte(`{"version":1,"entrypoint":["/app"],"cmd":["-v"],"env":["A=1"],"user":"app","working_dir":"/srv","tmp_noexec":true,"agent":false,"nofile_limit":4096,"hostname":"h"}`))
+	f.Add([]byte(`{"version":1,"cmd":[""]}`))
+	f.Add([]byte(`{"version":1,"cmd":["/a"]} {}`))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		m, err := Parse(data)
+		if err != nil {
+			return
+		}
+		if len(m.Argv()) == 0 || m.Argv()[0] == "" {
+			t.Fatalf("Parse(%q) accepted an empty command", data)
+		}
+		b, err := m.Marshal()
+		if err != nil {
+			t.Fatalf("Marshal of a parsed manifest: %v", err)
+		}
+		back, err := Parse(b)
+		// Empty and absent lists mean the same.
+		norm := func(m *Manifest) {
+			for _, l := range []*[]string{&m.Entrypoint, &m.Cmd, &m.Env} {
+				if len(*l) == 0 {
+					*l = nil
+				}
+			}
+		}
+		if err == nil {
+			norm(back)
+			norm(m)
+		}
+		if err != nil || !reflect.DeepEqual(back, m) {
+			t.Fatalf("round trip of %q: %+v, %v", data, back, err)
+		}
+	})
+}
+
+func FuzzParseLegacy(f *testing.F) {
+	f.Add([]byte("/bin/sh\n-c\necho hi\n"), []byte("A=1\nB=\n"))
+	f.Add([]byte("/app"), []byte(""))
+	f.Fuzz(func(t *testing.T, cmd, env []byte) {
+		m, err := ParseLegacy(cmd, env)
+		if err != nil {
+			return
+		}
+		// What init reads is what the tooling would write back.
+		c, e := m.LegacyFiles()
+		m2, err := ParseLegacy(c, e)
+		if err != nil || !reflect.DeepEqual(m2.Argv(), m.Argv()) || !reflect.DeepEqual(m2.Env, m.Env) {
+			t.Fatalf("legacy round trip of %q/%q: %+v, %v", cmd, env, m2, err)
+		}
+	})
+}
