@@ -545,6 +545,30 @@ func TestSlowloris(t *testing.T) {
 			closed <- time.Since(start)
 		}()
 	}
+	// Meanwhile others send oversized and malformed bodies as fast as
+	// they can.
+	stopAbuse := make(chan struct{})
+	abused := make(chan [2]int, 1)
+	go func() {
+		var tooLarge, bad int
+		defer func() { abused <- [2]int{tooLarge, bad} }()
+		// Over the 64 KiB limit, under what the server drains after
+		// answering (so the write completes and the answer can be read).
+		big := bytes.Repeat([]byte("A"), 200<<10)
+		for {
+			select {
+			case <-stopAbuse:
+				return
+			default:
+			}
+			if st, name, _ := rawDo(t, a.socket, "POST", "/v1/attestation", map[string]string{"Content-Type": "application/json"}, big); st == 413 && name == "RequestTooLarge" {
+				tooLarge++
+			}
+			if st, name, _ := rawDo(t, a.socket, "POST", "/v1/attestation", nil, []byte(`{"nonce":`)); st == 400 && name == "BadRequest" {
+				bad++
+			}
+		}
+	}()
 	c := a.client()
 	var worst time.Duration
 	for range 50 {
@@ -555,8 +579,12 @@ func TestSlowloris(t *testing.T) {
 		worst = max(worst, time.Since(start))
 		time.Sleep(10 * time.Millisecond)
 	}
+	close(stopAbuse)
+	if n := <-abused; n[0] == 0 || n[1] == 0 {
+		t.Errorf("abusive clients got %d RequestTooLarge and %d BadRequest answers, want some of each", n[0], n[1])
+	}
 	if worst > 200*time.Millisecond {
-		t.Errorf("slowest Describe() during slowloris took %v, want well under the read timeouts", worst)
+		t.Errorf("slowest Describe() during slowloris and abuse took %v, want well under the read timeouts", worst)
 	}
 	for range slow {
 		if d := <-closed; d > 3*time.Second {

@@ -12,10 +12,12 @@
 //     extending and locking PCRs need uid 0 or a configured group, decided on
 //     the peer's kernel credentials (SO_PEERCRED, SO_PEERGROUPS) captured
 //     when it connected.
-//   - The queue: one worker sends requests to the device one at a time, FIFO
-//     per peer process and round-robin across processes, so one chatty
-//     process cannot starve the others. The queue is bounded (503 Busy
-//     beyond it) and every request has a deadline (504 Timeout).
+//   - The queue: requests reach the device one at a time, FIFO per peer
+//     process and round-robin across processes, so one chatty process
+//     cannot starve the others. The request holding the device runs on its
+//     own handler goroutine (no hand-off to a worker) and then passes the
+//     device on. The queue is bounded (503 Busy beyond it) and every request
+//     has a deadline (504 Timeout).
 //   - Cancellation: a request whose client has disconnected or whose
 //     deadline has passed before it reaches the head of the queue is never
 //     sent to the device. One already sent runs to completion, since the
