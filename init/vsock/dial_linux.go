@@ -19,6 +19,9 @@ type Kernel struct{}
 // Dial connects to cid:port. The connection is non-blocking underneath, so
 // SetDeadline works through the runtime poller.
 func (Kernel) Dial(ctx context.Context, cid, port uint32) (Conn, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
 	fd, err := unix.Socket(unix.AF_VSOCK, unix.SOCK_STREAM|unix.SOCK_CLOEXEC|unix.SOCK_NONBLOCK, 0)
 	if err != nil {
 		return nil, fmt.Errorf("vsock socket: %w", err)
