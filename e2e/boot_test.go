@@ -1,0 +1,325 @@
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"sort"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/qtenclave/enclave/image/eif"
+	"github.com/qtenclave/enclave/rootfs/cpio"
+	"github.com/qtenclave/enclave/rootfs/dirtar"
+	"github.com/qtenclave/enclave/rootfs/ocilayout"
+)
+
+// harness holds the artifacts every scenario needs.
+type harness struct {
+	root      string // module root
+	bin       string // init, qtsm-agent, qtenclave
+	kernel    string // bzImage
+	kmod      string // nsm.ko[.xz]
+	qemu      string
+	out       string // kept logs
+	imageRef  string // oci:DIR:demo
+	tmp       string
+	bootLimit time.Duration
+}
+
+func setup(t *testing.T) *harness {
+	t.Helper()
+	if os.Getenv("QTENCLAVE_E2E") != "1" {
+		t.Skip("end-to-end boot: set QTENCLAVE_E2E=1 (make e2e builds the kernel, QEMU and binaries and sets it)")
+	}
+	root, err := filepath.Abs("..")
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := &harness{root: root, tmp: t.TempDir(), bootLimit: 180 * time.Second}
+	h.bin = envOr("QTENCLAVE_BIN", filepath.Join(root, "bin"))
+	kdir := os.Getenv("QTENCLAVE_KERNEL_DIR")
+	h.qemu = os.Getenv("QTENCLAVE_QEMU")
+	h.out = envOr("QTENCLAVE_E2E_OUT", filepath.Join(root, "out", "e2e"))
+	if kdir == "" || h.qemu == "" {
+		t.Fatal("QTENCLAVE_E2E=1 needs QTENCLAVE_KERNEL_DIR and QTENCLAVE_QEMU (run scripts/e2e.sh)")
+	}
+	h.kernel = filepath.Join(kdir, "bzImage")
+	mods, _ := filepath.Glob(filepath.Join(kdir, "nsm.ko*"))
+	if len(mods) == 0 {
+		t.Fatalf("no nsm.ko* in %s", kdir)
+	}
+	h.kmod = mods[0]
+	for _, f := range []string{h.kernel, h.qemu, filepath.Join(h.bin, "init"), filepath.Join(h.bin, "qtsm-agent"), filepath.Join(h.bin, "qtenclave")} {
+		if _, err := os.Stat(f); err != nil {
+			t.Fatalf("missing artifact: %v", err)
+		}
+	}
+	if err := os.MkdirAll(h.out, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	h.imageRef = h.demoImage(t)
+	return h
+}
+
+func envOr(k, def string) string {
+	if v := os.Getenv(k); v != "" {
+		return v
+	}
+	return def
+}
+
+// demoImage builds the demo workload (examples/attest-demo) statically and
+// packs it into an OCI layout, without Docker.
+func (h *harness) demoImage(t *testing.T) string {
+	t.Helper()
+	fsdir := filepath.Join(h.tmp, "demo-rootfs")
+	if err := os.MkdirAll(fsdir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command("go", "build", "-trimpath", "-buildvcs=false", "-ldflags=-s -w -buildid=",
+		"-o", filepath.Join(fsdir, "app"), "./examples/attest-demo")
+	cmd.Dir = h.root
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("build demo: %v\n%s", err, out)
+	}
+	img, err := ocilayout.Build(ocilayout.Config{
+		Entrypoint: []string{"/app"},
+		Env:        []string{"MODE=demo"},
+	}, []ocilayout.Layer{ocilayout.DirLayer(fsdir, dirtar.Options{})}, ocilayout.Options{})
+	if err != nil {
+		t.Fatalf("demo image: %v", err)
+	}
+	layout := filepath.Join(h.tmp, "demo-oci")
+	if err := ocilayout.WriteLayout(layout, "demo", img); err != nil {
+		t.Fatalf("demo layout: %v", err)
+	}
+	return "oci:" + layout + ":demo"
+}
+
+// build runs qtenclave build and returns the EIF path and the PCRs it printed.
+func (h *harness) build(t *testing.T, name string, extra ...string) (string, map[string]string) {
+	t.Helper()
+	out := filepath.Join(h.tmp, name+".eif")
+	args := append([]string{"build", "--image", h.imageRef, "--kernel", h.kernel, "--kmod", h.kmod,
+		"--init", filepath.Join(h.bin, "init"), "--agent", filepath.Join(h.bin, "qtsm-agent"), "-o", out}, extra...)
+	cmd := exec.Command(filepath.Join(h.bin, "qtenclave"), args...)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Run(); err != nil {
+		t.Fatalf("qtenclave %s: %v\n%s", strings.Join(args, " "), err, stderr.String())
+	}
+	var m struct{ Measurements map[string]string }
+	if err := json.Unmarshal(stdout.Bytes(), &m); err != nil {
+		t.Fatalf("qtenclave build output %q: %v", stdout.String(), err)
+	}
+	for _, k := range []string{"PCR0", "PCR1", "PCR2"} {
+		if len(m.Measurements[k]) != 96 {
+			t.Fatalf("qtenclave build printed %s=%q, want 96 hex digits", k, m.Measurements[k])
+		}
+	}
+	return out, m.Measurements
+}
+
+type bootResult struct {
+	console string
+	code    int
+	elapsed time.Duration
+}
+
+// boot runs qtenclave run and keeps its console in out/e2e/NAME.log.
+func (h *harness) boot(t *testing.T, name, eifPath string) bootResult {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), h.bootLimit+30*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, filepath.Join(h.bin, "qtenclave"), "run", "--qemu", h.qemu,
+		"--timeout", h.bootLimit.String(), eifPath)
+	var buf bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &buf, &buf
+	start := time.Now()
+	err := cmd.Run()
+	r := bootResult{console: buf.String(), elapsed: time.Since(start)}
+	if ee, ok := err.(*exec.ExitError); ok {
+		r.code = ee.ExitCode()
+	} else if err != nil {
+		t.Fatalf("qtenclave run: %v", err)
+	}
+	logPath := filepath.Join(h.out, name+".log")
+	if werr := os.WriteFile(logPath, buf.Bytes(), 0o644); werr != nil {
+		t.Logf("keep console: %v", werr)
+	}
+	t.Cleanup(func() {
+		if !t.Failed() {
+			os.Remove(logPath)
+		} else {
+			t.Logf("console kept in %s", logPath)
+		}
+	})
+	return r
+}
+
+// expect checks that every pattern matches a line of the console.
+func expect(t *testing.T, r bootResult, patterns ...string) {
+	t.Helper()
+	for _, p := range patterns {
+		re := regexp.MustCompile("(?m)" + p)
+		if !re.MatchString(r.console) {
+			t.Errorf("console has no line matching %q", p)
+		}
+	}
+}
+
+func TestIntegrationBootDemo(t *testing.T) {
+	h := setup(t)
+	eifPath, pcrs := h.build(t, "demo")
+	boots := 1
+	if n, err := strconv.Atoi(os.Getenv("QTENCLAVE_E2E_BOOTS")); err == nil && n > 1 {
+		boots = n
+	}
+	var times []time.Duration
+	for i := range boots {
+		r := h.boot(t, fmt.Sprintf("demo-%d", i+1), eifPath)
+		if r.code != 0 {
+			t.Errorf("boot %d: qtenclave run exit = %d, want 0", i+1, r.code)
+		}
+		expect(t, r,
+			`^init: start pid=1 `,
+			`^init: step modules ok .*nsm`,
+			`^init: step device ok .*/dev/nsm`,
+			`^init: step entropy ok .*`,
+			`^init: step heartbeat ok `,
+			`^init: step config ok `,
+			`^init: step switch-root ok `,
+			`^init: step mounts ok `,
+			`^qtsm-agent: .*listening on /run/qtsm.sock`,
+			`^init: step agent-ready ok `,
+			`^init: ready in [0-9.]+ms`,
+			`^demo: module_id=\S+ digest=SHA384 max_pcrs=32`,
+			`^demo: PCR0=`+pcrs["PCR0"]+`$`,
+			`^demo: PCR1=`+pcrs["PCR1"]+`$`,
+			`^demo: PCR2=`+pcrs["PCR2"]+`$`,
+			`^demo: random bytes=[1-9]`,
+			`^demo: attestation bytes=[1-9][0-9]* sha256=[0-9a-f]{64}$`,
+			`^demo: attestation nonce ok$`,
+			`^demo: pcr16 locked ok$`,
+			`^demo: pcr16 extend after lock refused ReadOnlyIndex ok$`,
+			`^demo: PASS$`,
+			`^init: workload pid \d+ exited with status 0$`,
+			`^qtenclave-exit: code=0 signal=0 reason=exited$`,
+			`qtenclave run: enclave exited with status 0, heartbeat after `,
+		)
+		if m := regexp.MustCompile(`(?m)^init: own time ([0-9.]+)ms`).FindStringSubmatch(r.console); m != nil {
+			t.Logf("boot %d: init own time %sms, boot-to-exit %.2fs", i+1, m[1], r.elapsed.Seconds())
+		}
+		times = append(times, r.elapsed)
+		if t.Failed() {
+			break
+		}
+	}
+	sort.Slice(times, func(i, j int) bool { return times[i] < times[j] })
+	if len(times) > 0 {
+		t.Logf("e2e: boots=%d median=%.2fs max=%.2fs", len(times), times[len(times)/2].Seconds(), times[len(times)-1].Seconds())
+	}
+}
+
+func TestIntegrationBootFailingWorkload(t *testing.T) {
+	h := setup(t)
+	eifPath, _ := h.build(t, "fail", "--cmd", `["--exit","3"]`)
+	r := h.boot(t, "fail", eifPath)
+	if r.code != 3 {
+		t.Errorf("qtenclave run exit = %d, want the workload's 3", r.code)
+	}
+	expect(t, r,
+		`^demo: exiting with 3 as requested$`,
+		`^init: workload pid \d+ exited with status 3$`,
+		`^qtenclave-exit: code=3 signal=0 reason=exited$`,
+		`qtenclave run: enclave exited with status 3`,
+	)
+}
+
+// TestIntegrationBootMissingCommand boots an image whose application
+// ramdisk has neither launch.json nor cmd: init must say so and end the boot
+// cleanly with status 125, never panic the kernel.
+func TestIntegrationBootMissingCommand(t *testing.T) {
+	h := setup(t)
+	good, _ := h.build(t, "good")
+	bad := filepath.Join(h.tmp, "nocmd.eif")
+	withoutLaunchConfig(t, good, bad)
+	r := h.boot(t, "nocmd", bad)
+	if r.code != 125 {
+		t.Errorf("qtenclave run exit = %d, want 125", r.code)
+	}
+	expect(t, r,
+		`^init: step config failed `,
+		`^qtenclave-exit: code=125 signal=0 reason=config$`,
+		`qtenclave run: enclave exited with status 125`,
+	)
+	if strings.Contains(r.console, "Kernel panic") {
+		t.Errorf("console shows a kernel panic")
+	}
+}
+
+// withoutLaunchConfig copies the EIF at src to dst with an application
+// ramdisk that holds only the rootfs skeleton: no launch.json, cmd or env.
+func withoutLaunchConfig(t *testing.T, src, dst string) {
+	t.Helper()
+	in, err := eif.Open(src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer in.Close()
+	kernel, err := in.Kernel().Bytes()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmdline, err := in.Cmdline()
+	if err != nil {
+		t.Fatal(err)
+	}
+	md, err := in.Metadata()
+	if err != nil {
+		t.Fatal(err)
+	}
+	boot, err := in.Ramdisks()[0].Bytes()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var app bytes.Buffer
+	cw := cpio.NewWriter(&app, cpio.Options{})
+	for _, d := range []string{"rootfs", "rootfs/dev", "rootfs/proc", "rootfs/sys", "rootfs/run", "rootfs/tmp", "rootfs/var"} {
+		if err := cw.Add(cpio.Dir(d, 0o755)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := cw.Close(); err != nil {
+		t.Fatal(err)
+	}
+	f, err := os.Create(dst)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	w := eif.NewWriter(f, eif.Options{})
+	for _, step := range []error{
+		w.WriteKernel(bytes.NewReader(kernel)),
+		w.WriteCmdline(cmdline),
+		w.WriteMetadata(md),
+		w.WriteRamdisk(bytes.NewReader(boot)),
+		w.WriteRamdisk(&app),
+	} {
+		if step != nil {
+			t.Fatal(step)
+		}
+	}
+	if _, err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+}
