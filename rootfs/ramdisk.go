@@ -137,7 +137,7 @@ func WriteRamdiskFile(ctx context.Context, path string, img *Image, opts Options
 }
 
 // WriteFileAtomic calls write with a temporary file next to path, then
-// syncs it, sets its permissions to perm and renames it to path. If write
+// sets its permissions to perm and renames it to path. If write
 // or any step fails, the temporary file is removed and path is untouched.
 func WriteFileAtomic(path string, perm os.FileMode, write func(io.Writer) error) (err error) {
 	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp-*")
@@ -154,9 +154,8 @@ func WriteFileAtomic(path string, perm os.FileMode, write func(io.Writer) error)
 	if err = write(f); err != nil {
 		return err
 	}
-	if err = f.Sync(); err != nil {
-		return err
-	}
+	// No fsync: like go build, a build product is rewritten after a crash
+	// rather than made durable at twice the I/O cost.
 	if err = f.Chmod(perm); err != nil {
 		return err
 	}
