@@ -149,8 +149,8 @@ func isClosedConn(err error) bool {
 
 // exchange does one request on pc; keep says whether pc may be reused.
 func (pc *pconn) exchange(ctx context.Context, method, path, contentType, accept string, body []byte) (a *answer, keep, written bool, err error) {
-	dl, _ := ctx.Deadline()
-	pc.c.SetDeadline(dl)
+	// The context alone bounds the exchange: when it ends, the deadline
+	// is moved to the past, which unblocks any read or write.
 	stop := context.AfterFunc(ctx, func() { pc.c.SetDeadline(aLongTimeAgo) })
 	defer stop()
 
@@ -191,8 +191,5 @@ func (pc *pconn) exchange(ctx context.Context, method, path, contentType, accept
 	}
 	a = &answer{status: resp.StatusCode, media: resp.Header.Get("Content-Type"), body: b}
 	keep = !resp.Close && pc.br.Buffered() == 0
-	if keep {
-		pc.c.SetDeadline(time.Time{})
-	}
 	return a, keep, true, nil
 }

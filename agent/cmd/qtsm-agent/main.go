@@ -1,0 +1,272 @@
+// Command qtsm-agent owns the enclave's secure-module device (/dev/nsm or
+// /dev/qtsm) and serves it to local applications as an HTTP/1.1 JSON API on
+// a Unix socket (see agent/API.md). init starts it after the switch into the
+// application root; it can also be run by hand, or against the software
+// simulator (--sim) for development.
+//
+//	qtsm-agent [--socket /run/qtsm.sock] [--mode 0660] [--group NAME|GID]
+//	           [--device auto|/dev/nsm|/dev/qtsm|PATH] [--sim[=nitro|qingtian]]
+//	           [--timeout 30s] [--max-queue 1024] [--ready-fd N]
+//
+// When it accepts connections it prints one line,
+// "qtsm-agent: listening on SOCKET (device DEVICE)", and, with --ready-fd,
+// writes "ready\n" to that descriptor and closes it. SIGTERM or SIGINT
+// stops it gracefully: no new connections, in-flight requests finish, the
+// socket is removed.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log"
+	"net/http"
+	"os"
+	"os/signal"
+	"os/user"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/qtenclave/enclave/agent"
+	"github.com/qtenclave/enclave/agent/api"
+	"github.com/qtenclave/enclave/qtsm"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
+	os.Exit(run(ctx, os.Args[1:], os.Stdout, os.Stderr))
+}
+
+// simFlag is --sim or --sim=VENDOR.
+type simFlag struct {
+	on     bool
+	vendor qtsm.Vendor
+}
+
+func (s *simFlag) IsBoolFlag() bool { return true }
+func (s *simFlag) String() string {
+	if s == nil || !s.on {
+		return ""
+	}
+	return s.vendor.String()
+}
+func (s *simFlag) Set(v string) error {
+	switch strings.ToLower(v) {
+	case "false":
+		s.on = false
+		return nil
+	case "true", "":
+		s.on, s.vendor = true, qtsm.VendorNitro
+		return nil
+	}
+	vendor, err := qtsm.ParseVendor(v)
+	if err != nil || vendor == qtsm.VendorUnknown {
+		return fmt.Errorf("want nitro or qingtian, got %q", v)
+	}
+	s.on, s.vendor = true, vendor
+	return nil
+}
+
+// config is the parsed command line.
+type config struct {
+	socket     string
+	mode       os.FileMode
+	group      int // -1: none
+	device     string
+	deviceWait time.Duration
+	sim        simFlag
+	timeout    time.Duration
+	maxQueue   int
+	readyFD    int
+}
+
+func parseFlags(args []string, stderr io.Writer) (*config, error) {
+	c := &config{group: -1, readyFD: -1}
+	fs := flag.NewFlagSet("qtsm-agent", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.StringVar(&c.socket, "socket", api.DefaultSocket, "Unix socket to listen on")
+	mode := fs.String("mode", "0660", "socket permissions (octal)")
+	group := fs.String("group", "", "group (name or GID) that owns the socket and may extend and lock PCRs")
+	fs.StringVar(&c.device, "device", "auto", "secure-module device: auto, /dev/nsm, /dev/qtsm or a path")
+	fs.DurationVar(&c.deviceWait, "device-wait", 5*time.Second, "with --device auto, how long to wait for a device to appear")
+	fs.Var(&c.sim, "sim", "serve the software simulator instead of a device (--sim or --sim=nitro|qingtian)")
+	fs.DurationVar(&c.timeout, "timeout", agent.DefaultTimeout, "deadline of every request, queueing included")
+	fs.IntVar(&c.maxQueue, "max-queue", agent.DefaultMaxQueue, "requests that may wait for the device before 503 Busy")
+	fs.IntVar(&c.readyFD, "ready-fd", -1, `write "ready\n" to this descriptor and close it once listening`)
+	if err := fs.Parse(args); err != nil {
+		return nil, err
+	}
+	if fs.NArg() != 0 {
+		return nil, fmt.Errorf("unexpected arguments %q", fs.Args())
+	}
+	m, err := strconv.ParseUint(*mode, 8, 32)
+	if err != nil || m > 0o777 {
+		return nil, fmt.Errorf("--mode %q: want octal permissions like 0660", *mode)
+	}
+	c.mode = os.FileMode(m)
+	if *group != "" {
+		gid, err := lookupGroup(*group)
+		if err != nil {
+			return nil, fmt.Errorf("--group: %w", err)
+		}
+		c.group = gid
+	}
+	if c.timeout <= 0 {
+		return nil, errors.New("--timeout must be positive")
+	}
+	if c.maxQueue < 1 {
+		return nil, errors.New("--max-queue must be at least 1")
+	}
+	if c.sim.on && c.device != "auto" {
+		return nil, errors.New("--sim and --device are exclusive")
+	}
+	return c, nil
+}
+
+// lookupGroup resolves a group name or numeric GID.
+func lookupGroup(s string) (int, error) {
+	if n, err := strconv.ParseUint(s, 10, 32); err == nil {
+		return int(n), nil
+	}
+	g, err := user.LookupGroup(s)
+	if err != nil {
+		return 0, err
+	}
+	n, err := strconv.Atoi(g.Gid)
+	if err != nil {
+		return 0, fmt.Errorf("group %s has GID %q", s, g.Gid)
+	}
+	return n, nil
+}
+
+// openDevice opens the configured device, waiting for it to appear when
+// detecting.
+func openDevice(ctx context.Context, c *config) (qtsm.Transport, string, qtsm.Vendor, error) {
+	if c.sim.on {
+		t, err := openSim(c.sim.vendor)
+		if err != nil {
+			return nil, "", 0, err
+		}
+		return t, "simulator (" + c.sim.vendor.String() + ")", c.sim.vendor, nil
+	}
+	var spec qtsm.DeviceSpec
+	if c.device == "auto" {
+		deadline := time.Now().Add(c.deviceWait)
+		for {
+			var err error
+			spec, err = qtsm.DetectDevice()
+			if err == nil {
+				break
+			}
+			if time.Now().After(deadline) {
+				return nil, "", 0, fmt.Errorf("%w (waited %v; looked for /dev/qtsm and /dev/nsm)", err, c.deviceWait)
+			}
+			select {
+			case <-ctx.Done():
+				return nil, "", 0, ctx.Err()
+			case <-time.After(100 * time.Millisecond):
+			}
+		}
+	} else {
+		spec = qtsm.NitroDevice
+		if strings.Contains(filepath.Base(c.device), "qtsm") {
+			spec = qtsm.QingtianDevice
+		}
+		spec.Path = c.device
+	}
+	d, err := qtsm.OpenDevice(spec)
+	if err != nil {
+		return nil, "", 0, err
+	}
+	return d, spec.Path, spec.Vendor, nil
+}
+
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	logger := log.New(stderr, "qtsm-agent: ", 0)
+	c, err := parseFlags(args, stderr)
+	if errors.Is(err, flag.ErrHelp) {
+		return 0
+	}
+	if err != nil {
+		logger.Print(err)
+		return 2
+	}
+	t, device, vendor, err := openDevice(ctx, c)
+	if err != nil {
+		logger.Print(err)
+		return 1
+	}
+	cfg := agent.Config{
+		Module:   qtsm.NewSession(t),
+		Device:   device,
+		Vendor:   vendor,
+		Timeout:  c.timeout,
+		MaxQueue: c.maxQueue,
+		Logf:     logger.Printf,
+	}
+	if c.group >= 0 {
+		cfg.Policy.Groups = []uint32{uint32(c.group)}
+	}
+	srv := agent.New(cfg)
+	l, err := agent.Listen(c.socket, c.mode, c.group)
+	if err != nil {
+		logger.Print(err)
+		srv.Shutdown(context.Background())
+		return 1
+	}
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(l) }()
+	logger.Printf("listening on %s (device %s)", c.socket, device)
+	if c.readyFD >= 0 {
+		f := os.NewFile(uintptr(c.readyFD), "ready-fd")
+		if f == nil {
+			logger.Printf("--ready-fd %d: not a descriptor", c.readyFD)
+		} else {
+			if _, err := f.Write([]byte("ready\n")); err != nil {
+				logger.Printf("--ready-fd %d: %v", c.readyFD, err)
+			}
+			f.Close()
+		}
+	}
+
+	code := 0
+	select {
+	case <-ctx.Done():
+		logger.Printf("stopping: finishing in-flight requests")
+		served = stopServer(logger, c, srv, served, &code)
+	case err := <-served:
+		logger.Printf("serve: %v", err)
+		code = 1
+		stopServer(logger, c, srv, nil, &code)
+	}
+	if served != nil {
+		if err := <-served; err != nil && !errors.Is(err, http.ErrServerClosed) {
+			logger.Printf("serve: %v", err)
+		}
+	}
+	l.Close()
+	if code == 0 {
+		logger.Printf("stopped")
+	}
+	return code
+}
+
+// stopServer removes the socket path (so nobody connects to a closing
+// agent), then shuts the server down; it returns served for the caller to
+// drain.
+func stopServer(logger *log.Logger, c *config, srv *agent.Server, served chan error, code *int) chan error {
+	os.Remove(c.socket)
+	ctx, cancel := context.WithTimeout(context.Background(), c.timeout+5*time.Second)
+	defer cancel()
+	if err := srv.Shutdown(ctx); err != nil {
+		logger.Printf("shutdown: %v", err)
+		*code = 1
+	}
+	return served
+}
