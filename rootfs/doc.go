@@ -28,6 +28,9 @@
 //     not used (rootfs/ is 0755 root). The image config is empty: the
 //     command comes from Options.Override.
 //
+// Layer blobs of an OCI layout are checked against their manifest digest
+// while they are read (ErrDigest; docker-archive layers are not checked).
+//
 // When a reference resolves to an image index (multi-platform image), the
 // manifest for Options.Platform ("linux/amd64" or "linux/arm64", the EIF's
 // architecture) is chosen; with an empty Platform the index must hold a

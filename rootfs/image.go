@@ -127,13 +127,13 @@ func Open(ref string, opts Options) (*Image, error) {
 		if err != nil {
 			return nil, fmt.Errorf("open %s: %w", ref, err)
 		}
-		return fromV1(ref, img, want)
+		return fromV1(ref, img, want, true)
 	case strings.HasPrefix(ref, DockerArchivePrefix):
 		img, err := openDockerArchive(strings.TrimPrefix(ref, DockerArchivePrefix))
 		if err != nil {
 			return nil, fmt.Errorf("open %s: %w", ref, err)
 		}
-		return fromV1(ref, img, want)
+		return fromV1(ref, img, want, false)
 	}
 	return nil, fmt.Errorf("%w: %q: want docker-archive:PATH, oci:DIR[:TAG] or dir:PATH", ErrReference, ref)
 }
@@ -298,8 +298,10 @@ func platformMatch(want, have v1.Platform) bool {
 	return want.Variant == "" || want.Variant == have.Variant
 }
 
-// fromV1 reads the config and lists the layers of a go-containerregistry image.
-func fromV1(ref string, img v1.Image, want *v1.Platform) (*Image, error) {
+// fromV1 reads the config and lists the layers of a go-containerregistry
+// image; stored says the layer blobs are files as the manifest describes
+// them (OCI layouts), read with storedBlobOpener.
+func fromV1(ref string, img v1.Image, want *v1.Platform, stored bool) (*Image, error) {
 	cf, err := img.ConfigFile()
 	if err != nil {
 		return nil, fmt.Errorf("open %s: config: %w", ref, err)
@@ -331,8 +333,11 @@ func fromV1(ref string, img v1.Image, want *v1.Platform) (*Image, error) {
 		if mt, err := l.MediaType(); err == nil && !layerMediaType(mt) {
 			return nil, fmt.Errorf("open %s: %v: media type %q is not a filesystem layer", ref, id, mt)
 		}
-		l := l
-		out.layers = append(out.layers, layerSource{id: id, open: l.Uncompressed})
+		open := l.Uncompressed
+		if stored {
+			open = storedBlobOpener(l)
+		}
+		out.layers = append(out.layers, layerSource{id: id, open: open})
 	}
 	return out, nil
 }

@@ -109,7 +109,10 @@ func applyLayer(ctx context.Context, tree *flatten.Tree, l layerSource) error {
 	if _, err := io.Copy(io.Discard, rc); err != nil {
 		return fmt.Errorf("%v: read: %w", l.id, err)
 	}
-	return rc.Close()
+	if err := rc.Close(); err != nil {
+		return fmt.Errorf("%v: %w", l.id, err)
+	}
+	return nil
 }
 
 // WriteRamdiskFile writes the ramdisk to path through a temporary file in

@@ -655,3 +655,35 @@ func TestHelperWriteRamdisk(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestLayoutBlobVerified replaces a layer blob of an OCI layout by another
+// valid gzip stream of the same tar: the build must fail on the digest.
+func TestLayoutBlobVerified(t *testing.T) {
+	img := fixtureImage(t, fixtureConfig)
+	ref := writeLayout(t, img)
+	dir := strings.TrimSuffix(strings.TrimPrefix(ref, "oci:"), ":latest")
+	layers, err := img.Layers()
+	if err != nil {
+		t.Fatal(err)
+	}
+	digest, _ := layers[2].Digest()
+	diffID, _ := layers[2].DiffID()
+	rc, err := layers[2].Uncompressed()
+	if err != nil {
+		t.Fatal(err)
+	}
+	plain, _ := io.ReadAll(rc)
+	rc.Close()
+	var z bytes.Buffer
+	zw, _ := gzip.NewWriterLevel(&z, gzip.BestCompression)
+	zw.Write(plain)
+	zw.Close()
+	blob := filepath.Join(dir, "blobs", digest.Algorithm, digest.Hex)
+	if err := os.WriteFile(blob, z.Bytes(), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	_, _, err = WriteRamdisk(context.Background(), io.Discard, open(t, ref, Options{}), Options{})
+	if !errors.Is(err, ErrDigest) || !strings.Contains(err.Error(), fmt.Sprintf("layer 2 (%s)", diffID)) {
+		t.Errorf("WriteRamdisk with a swapped blob = %v, want ErrDigest naming layer 2 (%s)", err, diffID)
+	}
+}
