@@ -198,7 +198,10 @@ func TestErrors(t *testing.T) {
 		{
 			name: "ExtendPCR index 32",
 			raw:  func(t *testing.T) []byte { return mustEncode(t, qtsm.ExtendPCRRequest{Index: 32, Data: []byte{1}}) },
-			call: func(ctx context.Context, s *qtsm.Session) error { _, err := s.ExtendPCR(ctx, 32, []byte{1}); return err },
+			call: func(ctx context.Context, s *qtsm.Session) error {
+				_, err := s.ExtendPCR(ctx, 32, []byte{1})
+				return err
+			},
 			want: qtsm.ErrInvalidIndex, validated: true,
 		},
 		{
@@ -260,7 +263,9 @@ func TestErrors(t *testing.T) {
 		},
 		{
 			name: "request over 0x1000 bytes",
-			raw:  func(t *testing.T) []byte { return mustEncode(t, qtsm.ExtendPCRRequest{Index: 16, Data: big(sim.MaxRequest)}) },
+			raw: func(t *testing.T) []byte {
+				return mustEncode(t, qtsm.ExtendPCRRequest{Index: 16, Data: big(sim.MaxRequest)})
+			},
 			call: func(ctx context.Context, s *qtsm.Session) error {
 				_, err := s.ExtendPCR(ctx, 16, big(sim.MaxRequest))
 				return err
