@@ -7,12 +7,15 @@ package client
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"mime"
+	"net"
 	"net/http"
 	"os"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/qtenclave/enclave/agent/api"
@@ -40,19 +43,31 @@ func New(socket string) *Client {
 	return &Client{socket: socket, p: &pool{socket: socket}}
 }
 
-// Open returns a client of the agent when socket (api.DefaultSocket if
-// empty) exists, and otherwise a session over the secure-module device
-// itself.
+// Open returns a client of the agent when an agent listens on socket
+// (api.DefaultSocket if empty), and otherwise a session over the
+// secure-module device itself (opts configure that session). A socket
+// nobody listens on (left by a dead agent) counts as no agent.
 func Open(socket string, opts ...qtsm.Option) (qtsm.Module, error) {
 	if socket == "" {
 		socket = api.DefaultSocket
 	}
+	why := "no agent at " + socket
 	if fi, err := os.Stat(socket); err == nil && fi.Mode()&os.ModeSocket != 0 {
-		return New(socket), nil
+		c, err := net.DialTimeout("unix", socket, 2*time.Second)
+		if err == nil {
+			c.Close()
+			return New(socket), nil
+		}
+		if !errors.Is(err, syscall.ECONNREFUSED) {
+			// Someone is there but we may not talk to it (EACCES...):
+			// say so rather than trying the device behind its back.
+			return nil, fmt.Errorf("qtsm-agent at %s: %w", socket, err)
+		}
+		why = "agent at " + socket + " not listening"
 	}
 	s, err := qtsm.Open(opts...)
 	if err != nil {
-		return nil, fmt.Errorf("no agent at %s and %w", socket, err)
+		return nil, fmt.Errorf("%s and %w", why, err)
 	}
 	return s, nil
 }
@@ -163,6 +178,54 @@ func checkIndex(op string, i int) error {
 			Detail: fmt.Sprintf("PCR index %d out of range [0,%d)", i, pcr.Count)}
 	}
 	return nil
+}
+
+// Call sends any request, like qtsm.Session.Call: an error answer is
+// returned as *qtsm.Error.
+func (c *Client) Call(ctx context.Context, req qtsm.Request) (qtsm.Response, error) {
+	switch r := req.(type) {
+	case qtsm.DescribeRequest:
+		d, err := c.Describe(ctx)
+		if err != nil {
+			return nil, err
+		}
+		return qtsm.DescribeResponse{Description: *d}, nil
+	case qtsm.DescribePCRRequest:
+		p, err := c.DescribePCR(ctx, int(r.Index))
+		if err != nil {
+			return nil, err
+		}
+		return qtsm.DescribePCRResponse{Lock: p.Locked, Data: p.Value}, nil
+	case qtsm.ExtendPCRRequest:
+		v, err := c.ExtendPCR(ctx, int(r.Index), r.Data)
+		if err != nil {
+			return nil, err
+		}
+		return qtsm.ExtendPCRResponse{Data: v}, nil
+	case qtsm.LockPCRRequest:
+		if err := c.LockPCR(ctx, int(r.Index)); err != nil {
+			return nil, err
+		}
+		return qtsm.LockPCRResponse{}, nil
+	case qtsm.LockPCRsRequest:
+		if err := c.LockPCRs(ctx, int(r.Range)); err != nil {
+			return nil, err
+		}
+		return qtsm.LockPCRsResponse{}, nil
+	case qtsm.AttestationRequest:
+		doc, err := c.Attestation(ctx, r)
+		if err != nil {
+			return nil, err
+		}
+		return qtsm.AttestationResponse{Document: doc}, nil
+	case qtsm.GetRandomRequest:
+		b, err := c.GetRandom(ctx)
+		if err != nil {
+			return nil, err
+		}
+		return qtsm.GetRandomResponse{Random: b}, nil
+	}
+	return nil, fmt.Errorf("qtsm-agent: unknown request type %T", req)
 }
 
 // Health returns the agent's status and counters.

@@ -3,8 +3,10 @@ package client_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/http"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -142,4 +144,57 @@ func FuzzDecodeError(f *testing.F) {
 			t.Fatalf("DecodeError message %d bytes for a %d-byte body", len(err.Error()), len(body))
 		}
 	})
+}
+
+// TestCall: every request type through Call answers like a session.
+func TestCall(t *testing.T) {
+	sock := filepath.Join(t.TempDir(), "qtsm.sock")
+	serve(t, sock, fakemod.New(), nil)
+	c := client.New(sock)
+	defer c.Close()
+	ref := qtsm.NewSession(fakemod.New())
+	ctx := context.Background()
+	for _, req := range []qtsm.Request{
+		qtsm.DescribeRequest{},
+		qtsm.DescribePCRRequest{Index: 3},
+		qtsm.ExtendPCRRequest{Index: 16, Data: []byte{1, 2, 3}},
+		qtsm.LockPCRRequest{Index: 16},
+		qtsm.LockPCRRequest{Index: 16},
+		qtsm.LockPCRsRequest{Range: 20},
+		qtsm.DescribePCRRequest{Index: 19},
+	} {
+		got, err := c.Call(ctx, req)
+		want, werr := ref.Call(ctx, req)
+		if fmt.Sprint(got) != fmt.Sprint(want) || (err == nil) != (werr == nil) || (err != nil && !errors.Is(err, werr)) {
+			t.Errorf("Call(%#v) = %v, %v; session says %v, %v", req, got, err, want, werr)
+		}
+	}
+	if r, err := c.Call(ctx, qtsm.GetRandomRequest{}); err != nil || len(r.(qtsm.GetRandomResponse).Random) != 256 {
+		t.Errorf("Call(GetRandom) = %v, %v", r, err)
+	}
+	if r, err := c.Call(ctx, qtsm.AttestationRequest{Nonce: []byte("n")}); err != nil || len(r.(qtsm.AttestationResponse).Document) == 0 {
+		t.Errorf("Call(Attestation) = %v, %v", r, err)
+	}
+}
+
+// TestOpen: a live agent gives a client; a dead agent's socket or no socket
+// falls back to the device.
+func TestOpen(t *testing.T) {
+	if _, err := qtsm.DetectDevice(); err == nil {
+		t.Skip("skipped: this machine has a secure-module device; the fallback would use it")
+	}
+	sock := filepath.Join(t.TempDir(), "qtsm.sock")
+	stop := serve(t, sock, fakemod.New(), nil)
+	m, err := client.Open(sock)
+	if _, ok := m.(*client.Client); err != nil || !ok {
+		t.Fatalf("Open(live agent) = %T, %v, want *client.Client", m, err)
+	}
+	m.Close()
+	stop() // leaves the socket file behind, nobody listening
+	if _, err := client.Open(sock); err == nil || !strings.Contains(err.Error(), "not listening") || !errors.Is(err, qtsm.ErrNoDevice) {
+		t.Errorf("Open(dead agent's socket) = %v, want the device fallback's ErrNoDevice", err)
+	}
+	if _, err := client.Open(filepath.Join(t.TempDir(), "none")); err == nil || !strings.Contains(err.Error(), "no agent at") || !errors.Is(err, qtsm.ErrNoDevice) {
+		t.Errorf("Open(no socket) = %v, want the device fallback's ErrNoDevice", err)
+	}
 }
