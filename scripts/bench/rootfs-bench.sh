@@ -29,8 +29,9 @@ go build -trimpath -o "$work/mkimage" ./rootfs/cmd/mkimage
 go build -trimpath -o "$work/ramdisk" ./rootfs/cmd/ramdisk
 
 now() { date +%s.%N; }
-# peak KB from a /usr/bin/time -v log
+# peak KB and CPU seconds (user + system) from a /usr/bin/time -v log
 peak() { awk -F': ' '/Maximum resident set size/ {print $2}' "$1"; }
+cpu() { awk -F': ' '/User time|System time/ {s += $2} END {printf "%.2f", s}' "$1"; }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "inf" }'; }
 mbps() { awk -v bytes="$1" -v s="$2" 'BEGIN { if (s > 0) printf "%.0f", bytes / 1048576 / s; else print "inf" }'; }
 
@@ -57,7 +58,7 @@ gen() {
 	echo "$i"
 }
 
-printf '%-6s %-8s %8s %8s %10s %10s %12s %12s %12s\n' size source files MB/s ramdisk_s sha384_s ratio rss_ramdisk rss_mkimage
+printf '%-6s %-6s %6s %6s %9s %9s %7s %8s %8s %7s %12s %12s\n' size source files MB/s ramdisk_s sha384_s ratio cpu_rd_s cpu_sha_s cpu_x rss_ramdisk rss_mkimage
 for mb in "${sizes[@]}"; do
 	root="$work/root$mb"
 	nfiles=$(gen "$root" "$mb")
@@ -77,15 +78,18 @@ for mb in "${sizes[@]}"; do
 		bytes=$(stat -c %s "$out")
 		cat "$out" >/dev/null # page cache, as the writer's input was
 		t2=$(now)
-		sha384sum "$out" >/dev/null
+		/usr/bin/time -v sha384sum "$out" >/dev/null 2>"$work/sha$mb$src.time"
 		t3=$(now)
 		rd=$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.3f", b - a }')
 		sh=$(awk -v a="$t2" -v b="$t3" 'BEGIN { printf "%.3f", b - a }')
-		printf '%-6s %-8s %8s %8s %10s %10s %12s %10sKB %10sKB\n' "${mb}MB" "$src" "$nfiles" \
-			"$(mbps "$bytes" "$rd")" "$rd" "$sh" "$(ratio "$rd" "$sh")x" "$rss" "$mk_rss"
+		crd=$(cpu "$work/ramdisk$mb$src.time")
+		csh=$(cpu "$work/sha$mb$src.time")
+		printf '%-6s %-6s %6s %6s %9s %9s %7s %8s %8s %7s %10sKB %10sKB\n' "${mb}MB" "$src" "$nfiles" \
+			"$(mbps "$bytes" "$rd")" "$rd" "$sh" "$(ratio "$rd" "$sh")x" "$crd" "$csh" "$(ratio "$crd" "$csh")x" "$rss" "$mk_rss"
 		rm -f "$out"
 	done
 	rm -rf "$root" "$work/layout$mb"
 done
 echo "ratio = ramdisk wall time / sha384sum wall time over the same ramdisk bytes (lower is better);"
+echo "cpu_x = the same ratio for CPU time (user + system), steadier on a busy machine;"
 echo "oci reads gzip layers (decompression included), dir packs the directory directly."
