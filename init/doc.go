@@ -54,13 +54,16 @@
 //     descriptor 100 or above) and execs it after the switch as
 //     /proc/self/fd/N, so nothing is copied into the workload's root. It
 //     runs as root with
-//     "--socket /run/qtsm.sock --device <dev> --ready-fd 3", its output
-//     prefixed "qtsm-agent: ", restarted with back-off 100 ms doubling to
-//     10 s when it dies. While the agent starts, init brings up lo
+//     "--socket /run/qtsm.sock --device <dev> [--group <gid>] --ready-fd 3"
+//     (--group is the workload's primary group when not 0, so a non-root
+//     workload can connect and extend PCRs), its output prefixed
+//     "qtsm-agent: ", restarted with back-off 100 ms doubling to 10 s when
+//     it dies. The workload is prepared (step 8's resolution) just before
+//     the agent starts; while the agent starts, init brings up lo
 //     (127.0.0.1/8, ::1), sets the hostname (manifest, default "enclave"),
-//     writes /etc/hosts if absent, sets RLIMIT_NOFILE (manifest
-//     nofile_limit, default 65536) and prepares the workload; then it waits
-//     up to 2 s for the agent's "ready".
+//     writes /etc/hosts if absent and sets RLIMIT_NOFILE (manifest
+//     nofile_limit, default 65536); then it waits up to 2 s for the
+//     agent's "ready".
 //  8. The workload, as Docker runs it: Entrypoint+Cmd; PATH (Docker's
 //     default), HOSTNAME, the image's Env (later entries win), HOME from the
 //     user; argv[0] looked up in the image's PATH; working directory
@@ -103,8 +106,8 @@
 //	init: rebooting (RB_AUTOBOOT)
 //
 // Step names, in order: devtmpfs, console, cmdline, modules, device,
-// entropy, heartbeat, config, agent-open, switch-root, mounts, agent-start,
-// loopback, hostname, hosts, rlimits, workload, agent-ready, exec (then,
+// entropy, heartbeat, config, agent-open, switch-root, mounts, workload,
+// agent-start, loopback, hostname, hosts, rlimits, agent-ready, exec (then,
 // at the end, agent-stop and report). Only config, heartbeat, switch-root,
 // mounts, workload and exec end the boot when they fail; the others are
 // reported and the boot goes on.

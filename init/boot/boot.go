@@ -354,14 +354,6 @@ func (b *Boot) run() (status.Status, error) {
 		return status.Status{}, &fatal{status.Failed(status.Setup), err}
 	}
 
-	// 7. The agent starts now and gets ready while init finishes.
-	var agentReady func() (string, error)
-	b.step("agent-start", func() (string, error) {
-		var err error
-		agentReady, err = b.startAgent(agentExec)
-		return "", err
-	})
-
 	hostname := b.Opts.Hostname
 	if m.Hostname != "" {
 		hostname = m.Hostname
@@ -370,17 +362,8 @@ func (b *Boot) run() (status.Status, error) {
 	if m.NofileLimit != 0 {
 		nofile = m.NofileLimit
 	}
-	b.step("loopback", func() (string, error) {
-		r, err := b.M.Loopback()
-		return r.String(), err
-	})
-	b.step("hostname", func() (string, error) { return hostname, b.M.Sethostname(hostname) })
-	b.step("hosts", func() (string, error) { return b.writeHosts(hostname) })
-	b.step("rlimits", func() (string, error) {
-		return fmt.Sprintf("nofile %d", nofile), b.M.SetNofile(nofile)
-	})
-
-	// 8. The workload.
+	// 7. The workload, prepared first: the agent's socket group depends on
+	// its user.
 	var spec *workload.Spec
 	if err := b.step("workload", func() (string, error) {
 		var err error
@@ -396,6 +379,24 @@ func (b *Boot) run() (status.Status, error) {
 		}
 		return status.Status{}, &fatal{status.Failed(status.Internal), err}
 	}
+	// 8. The agent starts now and gets ready while init finishes.
+	var agentReady func() (string, error)
+	b.step("agent-start", func() (string, error) {
+		var err error
+		agentReady, err = b.startAgent(agentExec, spec.User.GID)
+		return "", err
+	})
+
+	b.step("loopback", func() (string, error) {
+		r, err := b.M.Loopback()
+		return r.String(), err
+	})
+	b.step("hostname", func() (string, error) { return hostname, b.M.Sethostname(hostname) })
+	b.step("hosts", func() (string, error) { return b.writeHosts(hostname) })
+	b.step("rlimits", func() (string, error) {
+		return fmt.Sprintf("nofile %d", nofile), b.M.SetNofile(nofile)
+	})
+
 	if agentReady != nil {
 		t0 := time.Now()
 		b.step("agent-ready", agentReady)
@@ -541,7 +542,7 @@ func (b *Boot) openAgent(m *launch.Manifest) string {
 
 // startAgent starts the supervised agent; the returned function waits for
 // its readiness.
-func (b *Boot) startAgent(execPath string) (func() (string, error), error) {
+func (b *Boot) startAgent(execPath string, gid uint32) (func() (string, error), error) {
 	if execPath == "" {
 		return nil, skipf("not started")
 	}
@@ -562,6 +563,11 @@ func (b *Boot) startAgent(execPath string) (func() (string, error), error) {
 	first := true
 	start := func() (int, <-chan reaper.Status, error) {
 		argv := []string{"qtsm-agent", "--socket", b.Opts.AgentSocket, "--device", b.device}
+		if gid != 0 {
+			// The workload's group may connect (mode 0660) and extend and
+			// lock PCRs 16-31; root may anyway.
+			argv = append(argv, "--group", strconv.FormatUint(uint64(gid), 10))
+		}
 		p := Proc{Path: execPath, Env: []string{"PATH=" + launch.DefaultPath}, Dir: "/", Setsid: true, Stdout: outW, Stderr: outW}
 		var readyW *os.File
 		if first {

@@ -205,7 +205,7 @@ func TestSequence(t *testing.T) {
 		t.Errorf("workload dir %q setsid %v cred %+v", w.Dir, w.Setsid, w.Cred)
 	}
 	a, _ := r.procs.byPath("/proc/self/fd/100")
-	if want := []string{"qtsm-agent", "--socket", "/run/qtsm.sock", "--device", "/dev/nsm", "--ready-fd", "3"}; !slices.Equal(a.Argv, want) {
+	if want := []string{"qtsm-agent", "--socket", "/run/qtsm.sock", "--device", "/dev/nsm", "--group", "1000", "--ready-fd", "3"}; !slices.Equal(a.Argv, want) {
 		t.Errorf("agent argv = %q, want %q", a.Argv, want)
 	}
 	if got := r.parent.got(); !slices.Equal(got, []string{"EXIT 3\n"}) {

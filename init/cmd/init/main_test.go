@@ -373,7 +373,7 @@ func TestIntegrationBoot(t *testing.T) {
 		"init: step switch-root ok in",
 		"init: step mounts ok in",
 		"init: step loopback ok in",
-		"qtsm-agent: listening on /run/qtsm.sock (args --socket /run/qtsm.sock --device /fake-nsm --ready-fd 3)\n",
+		"qtsm-agent: listening on /run/qtsm.sock (args --socket /run/qtsm.sock --device /fake-nsm --group 1000 --ready-fd 3)\n",
 		"init: step agent-ready ok in",
 		"CHECK tmp-exec ok\n",
 		"WORKLOAD-GOT-SIGTERM\n",
