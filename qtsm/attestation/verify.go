@@ -45,6 +45,10 @@ func encodingOf(v qtsm.Vendor) SignatureEncoding {
 	return BigEndian
 }
 
+// QingtianMaxAge is the age limit Huawei's own verifier applies to
+// documents; a good Options.MaxAge for fresh documents of either vendor.
+const QingtianMaxAge = 15 * time.Minute
+
 // DefaultClockSkew is the tolerated lead of a document's timestamp over the
 // verification time when MaxAge is checked.
 const DefaultClockSkew = time.Minute
@@ -68,7 +72,7 @@ type Options struct {
 	// stored documents, whose leaf certificate lives only hours).
 	DocumentTime bool
 	// MaxAge, if positive, refuses a document whose timestamp is more than
-	// MaxAge before the verification time (Huawei's verifier: 15 minutes),
+	// MaxAge before the verification time (Huawei's verifier: QingtianMaxAge),
 	// or more than ClockSkew after it.
 	MaxAge time.Duration
 	// ClockSkew: 0 means DefaultClockSkew, negative means none.
