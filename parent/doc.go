@@ -31,5 +31,23 @@
 //	EXIT <code>\n     decimal exit code 0..255
 //	SIGNAL <n>\n      the workload was killed by signal n
 //
-// `qtenclave run` exits with <code>, or 128+n for a signal.
+// `qtenclave run` exits with <code>, or 128+n for a signal; with 123 when
+// the enclave ended without reporting a status and 124 on its --timeout.
+//
+// # Running QEMU against it
+//
+// `qtenclave run` (image/cmd/qtenclave/run.go) listens on a temporary unix
+// socket, serves it with emulator.Parent and starts:
+//
+//	qemu-system-x86_64 -M nitro-enclave,vsock=c0,id=<module id>[,parent-role=R][,parent-id=I]
+//	    -chardev socket,id=c0,path=SOCK -kernel APP.eif
+//	    -accel tcg -nographic -nic none -no-reboot -smp N -m MiB
+//	    -L /usr/share/seabios -L /usr/share/qemu
+//	    -append "reboot=t tsc_early_khz=<host kHz>"
+//
+// The chardev has no server=on: QEMU connects, the back-end listens. The
+// machine backs guest RAM with a memfd, which SET_MEM_TABLE hands over.
+// QEMU gives the back-end queues 0 (rx) and 1 (tx) and keeps the event
+// queue. The guest must end with reboot(RESTART): with -no-reboot and
+// reboot=t that makes QEMU exit (a power-off only halts the CPU).
 package parent
