@@ -416,7 +416,9 @@ func (b *Boot) run() (status.Status, error) {
 		return fmt.Sprintf("pid %d", pid), nil
 	}); err != nil {
 		var we *workload.Error
-		errors.As(err, &we)
+		if !errors.As(err, &we) {
+			return status.Status{}, &fatal{status.Failed(status.Internal), err}
+		}
 		return status.Status{}, &fatal{we.Status(), err}
 	}
 	b.Procs.ForwardTo(pid)
