@@ -68,6 +68,9 @@ func TestFlags(t *testing.T) {
 // TestRunSimulator starts the daemon on the simulator, waits for its ready
 // signals, uses it, then stops it as SIGTERM would.
 func TestRunSimulator(t *testing.T) {
+	if !haveSim {
+		t.Skip("skipped: built with -tags nosim")
+	}
 	for _, vendor := range []string{"--sim", "--sim=qingtian"} {
 		t.Run(vendor, func(t *testing.T) {
 			sock := filepath.Join(t.TempDir(), "run", "qtsm.sock")

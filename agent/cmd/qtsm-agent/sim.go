@@ -7,6 +7,9 @@ import (
 	"github.com/qtenclave/enclave/qtsm/sim"
 )
 
+// haveSim: this build can serve the simulator.
+const haveSim = true
+
 // openSim returns a software secure module of the vendor's dialect. Its
 // documents are signed by a throwaway root that no verifier trusts by
 // default: for development only.
