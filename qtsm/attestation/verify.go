@@ -250,7 +250,10 @@ func verifyChain(d *Document, leaf *x509.Certificate, roots []Root, at time.Time
 		return nil, Root{}, err
 	}
 	rootPool := x509.NewCertPool()
-	for _, r := range roots {
+	for i, r := range roots {
+		if r.Cert == nil {
+			return nil, Root{}, fmt.Errorf("%w: trusted root %d has no certificate", ErrChain, i)
+		}
 		rootPool.AddCert(r.Cert)
 	}
 	inter := x509.NewCertPool()

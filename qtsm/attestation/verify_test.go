@@ -105,6 +105,7 @@ func TestFixturesRefused(t *testing.T) {
 			{"before the leaf", func(o *attestation.Options) { o.DocumentTime, o.Time = false, d.Timestamp.Add(-24*time.Hour) }, attestation.ErrExpired},
 			{"other vendor's root only", func(o *attestation.Options) { o.Roots = attestation.DefaultRoots(other) }, attestation.ErrChain},
 			{"no roots", func(o *attestation.Options) { o.Roots = []attestation.Root{} }, attestation.ErrChain},
+			{"nil root", func(o *attestation.Options) { o.Roots = []attestation.Root{{}} }, attestation.ErrChain},
 			{"other vendor", func(o *attestation.Options) { o.Vendor = other }, attestation.ErrVendor},
 			{"too old", func(o *attestation.Options) {
 				o.DocumentTime, o.Time, o.MaxAge = false, d.Timestamp.Add(16*time.Minute), 15*time.Minute
