@@ -611,7 +611,10 @@ func TestShutdownFinishesInFlight(t *testing.T) {
 	shut := make(chan error, 1)
 	go func() { shut <- a.srv.Shutdown(context.Background()) }()
 	waitFor(t, "shutting down", func() bool {
-		_, err := net.Dial("unix", a.socket)
+		c, err := net.Dial("unix", a.socket)
+		if err == nil {
+			c.Close() // else Shutdown waits 5 s for this new connection
+		}
 		return err != nil
 	})
 	select {
@@ -659,5 +662,27 @@ func TestListen(t *testing.T) {
 	}
 	if _, err := agent.Listen(dir+"/file", 0o600, -1); err == nil {
 		t.Errorf("Listen() over a regular file = nil error, want refusal")
+	}
+}
+
+// TestTimeoutAtDevice: a request whose deadline passes while the device
+// works on it is answered 504 at the deadline (JSON body, connection
+// closed); the device's late answer is dropped and the agent goes on.
+func TestTimeoutAtDevice(t *testing.T) {
+	f := fakemod.New()
+	f.Gate = make(chan struct{})
+	a := startAgent(t, fakeSession(f), "", func(c *agent.Config) { c.Timeout = 200 * time.Millisecond })
+	start := time.Now()
+	status, name, b := rawDo(t, a.socket, "POST", "/v1/pcrs/16/extend", map[string]string{"Content-Type": "application/json"}, []byte(`{"data":"AQID"}`))
+	if took := time.Since(start); status != 504 || name != "Timeout" || took > 2*time.Second {
+		t.Errorf("extend at a stuck device = %d %s %s after %v, want 504 Timeout at the 200ms deadline", status, name, b, took)
+	}
+	close(f.Gate) // the device finishes: the extension is applied
+	p, err := a.client().DescribePCR(context.Background(), 16)
+	if err != nil || !bytes.Equal(p.Value, pcr.Extend(pcr.Zero(), []byte{1, 2, 3})) {
+		t.Errorf("PCR16 after the timed-out extend = %+v, %v, want it applied (documented)", p, err)
+	}
+	if s := a.srv.Stats(); s.Executed != 2 {
+		t.Errorf("Stats() = %+v, want 2 executed", s)
 	}
 }

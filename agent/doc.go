@@ -23,7 +23,9 @@
 //     sent to the device. One already sent runs to completion, since the
 //     device cannot abandon it, and its answer is discarded: an ExtendPCR or
 //     LockPCR that was sent is applied even if its client never sees the
-//     answer (read the PCR to find out).
+//     answer (read the PCR to find out). The device call runs inline on the
+//     request's goroutine; if the deadline passes during it, a watchdog
+//     answers 504 on the raw connection and closes it.
 //   - Arguments are validated before they reach the device: attestation
 //     user_data and nonce <= 512 bytes, public_key <= 1024, extend and lock
 //     only for PCRs 16..31, every encoded request within the device's 4 KiB.

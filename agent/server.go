@@ -2,10 +2,13 @@ package agent
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log"
 	"net"
 	"net/http"
+	"strconv"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -91,6 +94,7 @@ func New(cfg Config) *Server {
 		IdleTimeout:    cfg.IdleTimeout,
 		MaxHeaderBytes: cfg.MaxHeaderBytes,
 		ConnContext: func(ctx context.Context, c net.Conn) context.Context {
+			ctx = context.WithValue(ctx, connKey{}, c)
 			p, err := PeerOf(c)
 			if err != nil {
 				return WithPeer(ctx, Peer{})
@@ -153,5 +157,60 @@ func (s *Server) Stats() api.Stats {
 func (s *Server) do(r *http.Request, fn func(ctx context.Context) (any, error)) (any, error) {
 	ctx, cancel := context.WithTimeout(r.Context(), s.cfg.Timeout)
 	defer cancel()
-	return s.q.do(ctx, PeerFrom(ctx).PID, fn)
+	return s.q.do(ctx, PeerFrom(ctx).PID, func(ctx context.Context) (any, error) { return s.runDevice(ctx, fn) })
+}
+
+type connKey struct{}
+
+// timeoutAnswer is written straight to the connection of a request whose
+// deadline passed while the device was working on it.
+var timeoutAnswer = func() []byte {
+	body := `{"error":"` + api.ErrTimeout + `","detail":"the device did not answer within the request's deadline; the request may still take effect"}` + "\n"
+	return []byte("HTTP/1.1 504 Gateway Timeout\r\nContent-Type: application/json\r\nConnection: close\r\nContent-Length: " +
+		strconv.Itoa(len(body)) + "\r\n\r\n" + body)
+}()
+
+// runDevice calls fn on this goroutine with a context that never ends, so
+// that a qtsm.Session makes the device call inline: no goroutine per call,
+// which on a busy machine costs more than the HTTP exchange itself. The
+// device call cannot be interrupted anyway; the request's deadline is kept
+// by a watchdog instead: if ctx ends while the device works, the client is
+// answered 504 on the raw connection, which is then closed, and the answer
+// of the device, when it comes, is dropped.
+func (s *Server) runDevice(ctx context.Context, fn func(ctx context.Context) (any, error)) (any, error) {
+	conn, _ := ctx.Value(connKey{}).(net.Conn)
+	var (
+		mu        sync.Mutex
+		finished  bool
+		abandoned bool
+	)
+	stop := context.AfterFunc(ctx, func() {
+		mu.Lock()
+		if finished {
+			mu.Unlock()
+			return
+		}
+		abandoned = true
+		mu.Unlock()
+		if conn == nil {
+			return
+		}
+		// The handler is inside the device call and has written nothing
+		// of its answer: the connection is ours to answer and close.
+		if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+			conn.SetWriteDeadline(time.Now().Add(time.Second))
+			conn.Write(timeoutAnswer)
+		}
+		conn.Close()
+	})
+	v, err := fn(context.WithoutCancel(ctx))
+	stop()
+	mu.Lock()
+	finished = true
+	gone := abandoned
+	mu.Unlock()
+	if gone {
+		return nil, ctx.Err()
+	}
+	return v, err
 }
