@@ -5,6 +5,7 @@ import (
 	"errors"
 	"sync"
 	"sync/atomic"
+	"time"
 )
 
 // Queue errors.
@@ -42,7 +43,7 @@ type queue struct {
 	closed  bool
 	stopped chan struct{}
 
-	accepted, executed, dropped, rejected atomic.Uint64
+	accepted, executed, dropped, rejected, deviceNanos atomic.Uint64
 }
 
 func newQueue(max int) *queue {
@@ -109,6 +110,8 @@ func (q *queue) run(ctx context.Context, fn func(context.Context) (any, error)) 
 		return nil, err
 	}
 	q.executed.Add(1)
+	start := time.Now()
+	defer func() { q.deviceNanos.Add(uint64(time.Since(start))) }()
 	return fn(ctx)
 }
 

@@ -149,6 +149,8 @@ func (s *Server) Stats() api.Stats {
 		Dropped:  s.q.dropped.Load(),
 		Rejected: s.q.rejected.Load(),
 		Denied:   s.denied.Load(),
+
+		DeviceNanos: s.q.deviceNanos.Load(),
 	}
 }
 

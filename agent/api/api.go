@@ -98,6 +98,8 @@ type Stats struct {
 	Rejected uint64 `json:"rejected"`
 	// Denied requests were refused by the policy (403).
 	Denied uint64 `json:"denied"`
+	// DeviceNanos is the total time spent in device calls, in nanoseconds.
+	DeviceNanos uint64 `json:"device_ns"`
 }
 
 // Description answers GET /v1/describe.
