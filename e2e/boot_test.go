@@ -3,7 +3,10 @@ package e2e
 import (
 	"bytes"
 	"context"
+	"encoding/base64"
+	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -16,6 +19,7 @@ import (
 	"time"
 
 	"github.com/qtenclave/enclave/image/eif"
+	"github.com/qtenclave/enclave/qtsm/attestation"
 	"github.com/qtenclave/enclave/rootfs/cpio"
 	"github.com/qtenclave/enclave/rootfs/dirtar"
 	"github.com/qtenclave/enclave/rootfs/ocilayout"
@@ -216,6 +220,7 @@ func TestIntegrationBootDemo(t *testing.T) {
 			`^qtenclave-exit: code=0 signal=0 reason=exited$`,
 			`qtenclave run: enclave exited with status 0, heartbeat after `,
 		)
+		checkAttestation(t, r, pcrs)
 		if m := regexp.MustCompile(`(?m)^init: own time ([0-9.]+)ms`).FindStringSubmatch(r.console); m != nil {
 			t.Logf("boot %d: init own time %sms, boot-to-exit %.2fs", i+1, m[1], r.elapsed.Seconds())
 		}
@@ -227,6 +232,39 @@ func TestIntegrationBootDemo(t *testing.T) {
 	sort.Slice(times, func(i, j int) bool { return times[i] < times[j] })
 	if len(times) > 0 {
 		t.Logf("e2e: boots=%d median=%.2fs max=%.2fs", len(times), times[len(times)/2].Seconds(), times[len(times)-1].Seconds())
+	}
+}
+
+// checkAttestation verifies, on the host, the attestation document the
+// workload got from the agent: QEMU's emulated NSM signs nothing, so the
+// document is accepted only as unsigned, and it must carry the PCRs that
+// qtenclave build printed and the workload's nonce.
+func checkAttestation(t *testing.T, r bootResult, pcrs map[string]string) {
+	t.Helper()
+	m := regexp.MustCompile(`(?m)^demo: attestation nonce=([0-9a-f]+) document=(\S+)$`).FindStringSubmatch(r.console)
+	if m == nil {
+		t.Errorf("console has no attestation document line")
+		return
+	}
+	nonce, err1 := hex.DecodeString(m[1])
+	doc, err2 := base64.StdEncoding.DecodeString(m[2])
+	if err := errors.Join(err1, err2); err != nil {
+		t.Errorf("attestation line: %v", err)
+		return
+	}
+	want := map[int][]byte{}
+	for i := range 3 {
+		v, err := hex.DecodeString(pcrs[fmt.Sprintf("PCR%d", i)])
+		if err != nil {
+			t.Fatal(err)
+		}
+		want[i] = v
+	}
+	if _, err := attestation.VerifyBytes(doc, attestation.Options{ExpectPCRs: want, ExpectNonce: nonce}); !errors.Is(err, attestation.ErrUnsigned) {
+		t.Errorf("Verify(emulator document) without AllowUnsigned = %v, want ErrUnsigned", err)
+	}
+	if _, err := attestation.VerifyBytes(doc, attestation.Options{ExpectPCRs: want, ExpectNonce: nonce, AllowUnsigned: true}); err != nil {
+		t.Errorf("Verify(emulator document, AllowUnsigned, PCR0-2 from qtenclave build) = %v, want nil", err)
 	}
 }
 

@@ -7,6 +7,7 @@
 //	demo: PCR0=<hex>            (PCR1, PCR2 likewise)
 //	demo: random bytes=<n>
 //	demo: attestation bytes=<n> sha256=<hex>
+//	demo: attestation nonce=<hex> document=<base64 COSE_Sign1>
 //	demo: attestation nonce ok
 //	demo: pcr16 extended=<hex>
 //	demo: pcr16 locked ok
@@ -22,6 +23,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
+	"encoding/base64"
 	"errors"
 	"flag"
 	"fmt"
@@ -121,6 +123,8 @@ func demo(socket string, wait time.Duration, index int, out io.Writer) int {
 	} else {
 		sum := sha256.Sum256(doc)
 		fmt.Fprintf(out, "demo: attestation bytes=%d sha256=%x\n", len(doc), sum)
+		// The whole document and the nonce, so the parent can verify it.
+		fmt.Fprintf(out, "demo: attestation nonce=%x document=%s\n", nonce, base64.StdEncoding.EncodeToString(doc))
 		d, err := attestation.Parse(doc)
 		switch {
 		case err != nil:
