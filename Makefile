@@ -15,7 +15,7 @@ BINARIES := \
 	qtsm:./agent/cmd/qtsm \
 	qtenclave:./image/cmd/qtenclave
 
-.PHONY: all build test unit lint e2e fuzz bench clean
+.PHONY: all build test unit lint e2e demo fuzz bench clean
 
 all: build
 
@@ -42,6 +42,10 @@ test: lint unit
 
 e2e:
 	scripts/e2e.sh
+
+# The main job: build the demo EIF from an OCI image and boot it under QEMU.
+demo:
+	scripts/demo.sh
 
 # Each fuzz target runs FUZZTIME (default 5m).
 FUZZTIME ?= 5m
