@@ -72,8 +72,12 @@ for f in "${frags[@]}"; do [[ -r $f ]] || die "missing fragment $f"; done
 for t in make gcc flex bison bc xz cpio; do
 	command -v "$t" >/dev/null || die "$t not found: run scripts/deps.sh (as root) first"
 done
-if [[ $config_only == 0 ]] && ! command -v "${cross}gcc" >/dev/null; then
-	die "${cross}gcc not found: run scripts/deps.sh --arm64 (as root), or use --config-only"
+if ! command -v "${cross}gcc" >/dev/null; then
+	[[ $config_only == 1 ]] || die "${cross}gcc not found: run scripts/deps.sh --arm64 (as root), or use --config-only"
+	# Kconfig probes the compiler; the host's gets the fragments checked, though a few
+	# compiler-dependent options (e.g. branch protection) may differ from a real build.
+	log "WARNING: ${cross}gcc not found; configuring with the host compiler"
+	cross=
 fi
 
 # key VERSION -> cache key for that source version.
@@ -141,7 +145,8 @@ work=$out.build.$$
 rm -rf "$work"
 mkdir -p "$work/obj" "$work/out"
 trap 'rm -rf "$work"' EXIT
-buildlog=$work/build.log
+buildlog=$cache/build-$arch.log # kept after the scratch directory is gone
+: >"$buildlog"
 log "extracting source into $work/src"
 mkdir -p "$work/src"
 dpkg-deb --fsys-tarfile "$deb" | tar -xO "./usr/src/$PKG.tar.xz" | tar -xJ -C "$work/src" --strip-components=1

@@ -14,6 +14,8 @@
 # /usr/share/qemu and /usr/share/seabios; `-L /usr/share/seabios -L /usr/share/qemu` works too.
 # Environment: QTENCLAVE_CACHE, JOBS (default 2), QTENCLAVE_QEMU_VERSION (another version of
 # Debian's qemu source package than the pinned one). Needs scripts/deps.sh.
+# Configure runs with Debian's /usr/bin/python3 (whose meson deps.sh installs), not whatever
+# python3 comes first in PATH (pyenv and the like lack meson).
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
@@ -24,6 +26,7 @@ PKG=qemu
 PIN_VERSION=1:10.0.13+ds-0+deb13u1
 DEVICES=$here/lib/qemu-x86_64-devices.mak
 CONF=(
+	--python=/usr/bin/python3
 	--prefix=/usr
 	--firmwarepath=/usr/share/qemu:/usr/share/seabios
 	--disable-relocatable
@@ -72,7 +75,7 @@ die() {
 	exit 1
 }
 
-for t in cc ninja meson pkg-config python3 dpkg-source; do
+for t in cc ninja meson pkg-config /usr/bin/python3 dpkg-source; do
 	command -v "$t" >/dev/null || die "$t not found: run scripts/deps.sh (as root) first"
 done
 

@@ -54,10 +54,19 @@ fi
 
 log() { echo "deps: $*"; }
 
+# One dpkg-query for every package: status[NAME]="installed VERSION".
+declare -A status
+load_status() {
+	status=()
+	local name st ver
+	while read -r name st ver; do
+		status[${name%%:*}]="$st $ver"
+	done < <(dpkg-query -W -f='${Package} ${db:Status-Status} ${Version}\n' "${PKGS[@]}" "${!BPO[@]}" 2>/dev/null || true)
+}
+
 # installed NAME [MINVERSION] -> 0 when NAME is installed (and >= MINVERSION).
 installed() {
-	local v
-	v=$(dpkg-query -W -f='${db:Status-Status} ${Version}' "$1" 2>/dev/null) || return 1
+	local v=${status[$1]-}
 	[[ $v == installed\ * ]] || return 1
 	[[ -z ${2:-} ]] && return 0
 	dpkg --compare-versions "${v#installed }" ge "$2"
@@ -80,6 +89,7 @@ Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
 EOF
 }
 
+load_status
 missing=()
 for p in "${PKGS[@]}"; do
 	installed "$p" || missing+=("$p")
@@ -123,6 +133,7 @@ if [[ ${#missing_bpo[@]} != 0 ]]; then
 fi
 
 # Verify: everything must be there now.
+load_status
 bad=0
 for p in "${PKGS[@]}"; do
 	installed "$p" || {

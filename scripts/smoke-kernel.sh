@@ -40,7 +40,11 @@ fi
 
 # TSC calibration under TCG can hang microvm boots: tell the kernel the host's rate.
 khz=$(awk -F: '/^cpu MHz/ {printf "%d", $2 * 1000; exit}' /proc/cpuinfo)
-cmdline="console=ttyS0 reboot=t panic=-1 nomodules${khz:+ tsc_early_khz=$khz}"
+# tsc=reliable: TCG's TSC follows the host clock, but on a loaded host the clocksource
+# watchdog (driven by late timer ticks) calls it skewed and falls back to jiffies.
+# nomodules: AWS's cmdline word, not a kernel parameter (the kernel's is nomodule); it
+# reaches init as argv[1] and must not stop the module from loading.
+cmdline="console=ttyS0 reboot=t panic=-1 tsc=reliable nomodules${khz:+ tsc_early_khz=$khz}"
 
 ok=0
 for i in $(seq 1 "$boots"); do
