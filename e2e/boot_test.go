@@ -150,7 +150,8 @@ func (h *harness) boot(t *testing.T, name, eifPath string) bootResult {
 	cmd.Stdout, cmd.Stderr = &buf, &buf
 	start := time.Now()
 	err := cmd.Run()
-	r := bootResult{console: buf.String(), elapsed: time.Since(start)}
+	// The serial console ends lines with \r\n.
+	r := bootResult{console: strings.ReplaceAll(buf.String(), "\r", ""), elapsed: time.Since(start)}
 	if ee, ok := err.(*exec.ExitError); ok {
 		r.code = ee.ExitCode()
 	} else if err != nil {
