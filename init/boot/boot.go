@@ -179,6 +179,7 @@ type Boot struct {
 	agentOut                        *os.File      // init's copy of the write end of the agent's output pipe
 	agentDone                       chan struct{} // closed when all agent output is on the console
 	release                         []func()
+	afterExec                       func() // runs once the workload has started
 }
 
 // Knobs are the kernel command-line settings in effect (after Run).
@@ -198,6 +199,7 @@ func Ms(d time.Duration) string { return strconv.FormatFloat(float64(d)/1e6, 'f'
 // step runs fn and logs "step NAME ok|skipped|failed in DUR[: detail]".
 func (b *Boot) step(name string, fn func() (string, error)) error {
 	t0 := time.Now()
+	b.Con.Debugf("step %s begins at +%s", name, Ms(t0.Sub(b.Start)))
 	detail, err := fn()
 	d := Ms(time.Since(t0))
 	var skip errSkip
@@ -423,6 +425,9 @@ func (b *Boot) run() (status.Status, error) {
 	}
 	b.Procs.ForwardTo(pid)
 	ready := time.Since(b.Start) - b.heartbeat
+	if b.afterExec != nil {
+		b.afterExec()
+	}
 	b.Con.Logf("ready in %s (heartbeat %s excluded)", Ms(ready), Ms(b.heartbeat))
 	own := ready - b.deviceWait - b.crngWait - b.agentWait
 	b.Con.Logf("own time %s (waits excluded: heartbeat %s, device %s, crng %s, agent %s)",
@@ -450,9 +455,10 @@ func (b *Boot) readCmdline() (string, error) {
 		if err := mount.Do(b.M, mount.Proc()); err != nil {
 			return "", fmt.Errorf("%w (using defaults)", err)
 		}
+		// The bootstrap root's /proc stays mounted, unreachable after the
+		// switch root: unmounting costs an RCU grace period (milliseconds
+		// under TCG) for nothing.
 		data, err := b.M.ReadFile("/proc/cmdline")
-		// The bootstrap root's /proc is not needed after this.
-		b.M.Unmount("/proc", syscall.MNT_DETACH)
 		if err != nil {
 			return "", fmt.Errorf("read /proc/cmdline: %w (using defaults)", err)
 		}

@@ -160,7 +160,7 @@ func TestIntegrationQEMU(t *testing.T) {
 	initrd := filepath.Join(dir, "initrd.cpio")
 	os.WriteFile(initrd, img, 0o644)
 
-	cmdline := "console=ttyS0 reboot=t panic=-1 nomodules qtenclave.heartbeat=off qtenclave.status_port=0"
+	cmdline := "console=ttyS0 reboot=t panic=-1 nomodules qtenclave.heartbeat=off qtenclave.status_port=0 " + os.Getenv("QTENCLAVE_TEST_APPEND")
 	if b, err := os.ReadFile("/proc/cpuinfo"); err == nil {
 		if m := regexp.MustCompile(`(?m)^cpu MHz\s*:\s*([0-9.]+)`).FindSubmatch(b); m != nil {
 			var mhz float64
