@@ -15,10 +15,11 @@ import (
 // guest is a minimal guest-side vsock driver speaking to the parent through
 // a real vhost-user connection (what QEMU and the guest kernel do together).
 type guest struct {
-	t      *testing.T
-	fe     *vhostusertest.FrontEnd
-	rx, tx *vhostusertest.Queue
-	cid    uint64
+	t       *testing.T
+	fe      *vhostusertest.FrontEnd
+	rx, tx  *vhostusertest.Queue
+	cid     uint64
+	pending []packet
 }
 
 type packet struct {
@@ -94,31 +95,35 @@ func (g *guest) send(h vsockdev.Header, payload []byte) {
 	}
 }
 
+// recv returns the next packet the parent sent, which must have op.
 func (g *guest) recv(op uint16) packet {
 	g.t.Helper()
 	deadline := time.Now().Add(5 * time.Second)
-	for time.Now().Before(deadline) {
+	for len(g.pending) == 0 && time.Now().Before(deadline) {
 		used := g.rx.Driver.TakeUsed()
 		if len(used) == 0 {
 			g.rx.WaitCall(50 * time.Millisecond)
 			continue
 		}
-		if len(used) > 1 {
-			g.t.Fatalf("%d packets at once; this helper takes one at a time", len(used))
+		for _, u := range used {
+			h, err := vsockdev.ParseHeader(u.Written)
+			if err != nil {
+				g.t.Fatal(err)
+			}
+			g.pending = append(g.pending, packet{h, append([]byte(nil), u.Written[vsockdev.HeaderSize:]...)})
+			g.rx.Driver.Add(nil, []int{vsockdev.HeaderSize + 4096})
 		}
-		g.rx.Driver.Add(nil, []int{vsockdev.HeaderSize + 4096})
 		g.rx.KickNow()
-		h, err := vsockdev.ParseHeader(used[0].Written)
-		if err != nil {
-			g.t.Fatal(err)
-		}
-		if h.Op != op {
-			g.t.Fatalf("packet %v, want op %d", h, op)
-		}
-		return packet{h, used[0].Written[vsockdev.HeaderSize:]}
 	}
-	g.t.Fatalf("no packet, want op %d", op)
-	return packet{}
+	if len(g.pending) == 0 {
+		g.t.Fatalf("no packet, want op %d", op)
+	}
+	p := g.pending[0]
+	g.pending = g.pending[1:]
+	if p.Op != op {
+		g.t.Fatalf("packet %v, want op %d", p.Header, op)
+	}
+	return p
 }
 
 func TestHeartbeatAndStatusOverVhostUser(t *testing.T) {

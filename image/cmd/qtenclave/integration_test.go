@@ -49,7 +49,7 @@ func newc(entries []cpioEntry) []byte {
 // TestIntegrationBoot boots a real kernel with a tiny Go /init under QEMU's
 // nitro-enclave machine through runEnclave's machinery. It needs QEMU and the
 // kernel from scripts/build-qemu.sh and scripts/build-kernel.sh (or
-// $QTENCLAVE_QEMU and $QTENCLAVE_KERNEL). QTENCLAVE_BOOTS=N boots N times
+// $QTENCLAVE_QEMU and $QTENCLAVE_KERNEL or $QTENCLAVE_KERNEL_DIR). QTENCLAVE_BOOTS=N boots N times
 // and reports the boot-to-exit times.
 func TestIntegrationBoot(t *testing.T) {
 	if testing.Short() {
@@ -63,6 +63,9 @@ func TestIntegrationBoot(t *testing.T) {
 		t.Skip("no QEMU with -M nitro-enclave: run scripts/build-qemu.sh or set QTENCLAVE_QEMU")
 	}
 	kernel := os.Getenv("QTENCLAVE_KERNEL")
+	if d := os.Getenv("QTENCLAVE_KERNEL_DIR"); kernel == "" && d != "" {
+		kernel = filepath.Join(d, "bzImage")
+	}
 	if kernel == "" {
 		kernel = newestInCache("kernel", "bzImage")
 	}
