@@ -36,7 +36,7 @@ line=$(grep -m1 '^demo: attestation nonce=' "$out/console.log" || true)
 if [ -n "$line" ]; then
 	nonce=${line#*nonce=}; nonce=${nonce%% *}
 	printf '%s' "${line#*document=}" >"$out/attestation.b64"
-	pcr() { sed -n "s/.*\"PCR$1\":\"\([0-9a-f]*\)\".*/\1/p" "$out/pcrs.json"; }
+	pcr() { sed -n "s/.*\"PCR$1\": *\"\([0-9a-f]*\)\".*/\1/p" "$out/pcrs.json"; }
 	# QEMU's emulated NSM signs nothing: --allow-unsigned; on Nitro/Qingtian drop it.
 	bin/qtenclave verify --allow-unsigned --nonce "$nonce" \
 		--pcr "0=$(pcr 0)" --pcr "1=$(pcr 1)" --pcr "2=$(pcr 2)" "$out/attestation.b64" >"$out/attestation.json"
