@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 
 	"github.com/qtenclave/enclave/init/launch"
+	"github.com/qtenclave/enclave/internal/atomicfile"
 	"github.com/qtenclave/enclave/rootfs/cpio"
 	"github.com/qtenclave/enclave/rootfs/flatten"
 )
@@ -140,32 +141,12 @@ func WriteRamdiskFile(ctx context.Context, path string, img *Image, opts Options
 }
 
 // WriteFileAtomic calls write with a temporary file next to path, then
-// sets its permissions to perm and renames it to path. If write
-// or any step fails, the temporary file is removed and path is untouched.
-func WriteFileAtomic(path string, perm os.FileMode, write func(io.Writer) error) (err error) {
-	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp-*")
-	if err != nil {
-		return err
-	}
-	tmp := f.Name()
-	defer func() {
-		if err != nil {
-			f.Close()
-			os.Remove(tmp)
-		}
-	}()
-	if err = write(f); err != nil {
-		return err
-	}
-	// No fsync: like go build, a build product is rewritten after a crash
-	// rather than made durable at twice the I/O cost.
-	if err = f.Chmod(perm); err != nil {
-		return err
-	}
-	if err = f.Close(); err != nil {
-		return err
-	}
-	return os.Rename(tmp, path)
+// sets its permissions to perm and renames it to path. If write or any step
+// fails, the temporary file is removed and path is untouched. No fsync: like
+// go build, a build product is rewritten after a crash rather than made
+// durable at twice the I/O cost.
+func WriteFileAtomic(path string, perm os.FileMode, write func(io.Writer) error) error {
+	return atomicfile.Write(path, atomicfile.Options{Perm: perm}, func(f *os.File) error { return write(f) })
 }
 
 type ctxReader struct {

@@ -12,6 +12,7 @@ import (
 
 	"github.com/qtenclave/enclave/image/bootstrap"
 	"github.com/qtenclave/enclave/image/eif"
+	"github.com/qtenclave/enclave/internal/atomicfile"
 	"github.com/qtenclave/enclave/rootfs"
 	"github.com/qtenclave/enclave/rootfs/cpio"
 )
@@ -302,7 +303,7 @@ func build(ctx context.Context, c *buildConfig, stderr io.Writer) (*eif.Measurem
 	}
 
 	var m *eif.Measurements
-	err = writeAtomic(c.output, func(f *os.File) error {
+	err = atomicfile.Write(c.output, atomicfile.Options{Sync: true}, func(f *os.File) error {
 		w := eif.NewWriter(f, eif.Options{Arch: c.arch, Signer: signer})
 		if err := writeSections(ctx, w, kernel, cmdline, meta, boot, img, ropts, prog); err != nil {
 			w.Close()
@@ -399,40 +400,4 @@ func metadata(c *buildConfig, img *rootfs.Image, k eif.KernelInfo) (*eif.Metadat
 		}
 	}
 	return m, nil
-}
-
-// writeAtomic creates a temporary file next to path, lets write fill it,
-// syncs it and renames it to path (mode 0644). On any error the temporary
-// file is removed and path is untouched.
-func writeAtomic(path string, write func(*os.File) error) (err error) {
-	if st, err := os.Stat(path); err == nil && !st.Mode().IsRegular() {
-		return fmt.Errorf("%s exists and is not a regular file", path)
-	}
-	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp-*")
-	if err != nil {
-		return err
-	}
-	tmp := f.Name()
-	defer func() {
-		if err != nil {
-			f.Close()
-			os.Remove(tmp)
-		}
-	}()
-	if err = write(f); err != nil {
-		return err
-	}
-	if err = f.Sync(); err != nil {
-		return err
-	}
-	if err = f.Chmod(0o644); err != nil {
-		return err
-	}
-	if err = f.Close(); err != nil {
-		return err
-	}
-	if err = os.Rename(tmp, path); err != nil {
-		return err
-	}
-	return nil
 }
