@@ -12,6 +12,8 @@ import (
 	"strconv"
 	"testing"
 	"time"
+
+	"github.com/qtenclave/enclave/internal/cache"
 )
 
 // newc writes a cpio "newc" archive. Entries: name, mode (with type bits),
@@ -57,7 +59,7 @@ func TestIntegrationBoot(t *testing.T) {
 	}
 	qemu := os.Getenv("QTENCLAVE_QEMU")
 	if qemu == "" {
-		qemu = newestInCache("qemu", "bin/qemu-system-x86_64")
+		qemu = cache.Newest("qemu", "bin/qemu-system-x86_64")
 	}
 	if qemu == "" {
 		t.Skip("no QEMU with -M nitro-enclave: run scripts/build-qemu.sh or set QTENCLAVE_QEMU")
@@ -67,7 +69,7 @@ func TestIntegrationBoot(t *testing.T) {
 		kernel = filepath.Join(d, "bzImage")
 	}
 	if kernel == "" {
-		kernel = newestInCache("kernel", "bzImage")
+		kernel = cache.Newest("kernel", "bzImage")
 	}
 	if kernel == "" {
 		t.Skip("no enclave kernel: run scripts/build-kernel.sh or set QTENCLAVE_KERNEL")

@@ -14,13 +14,13 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
-	"sort"
 	"strconv"
 	"strings"
 	"syscall"
 	"time"
 
 	"github.com/qtenclave/enclave/image/eif"
+	"github.com/qtenclave/enclave/internal/cache"
 	"github.com/qtenclave/enclave/parent/emulator"
 )
 
@@ -179,7 +179,7 @@ func findQEMU(flagPath string) (string, error) {
 	if p := os.Getenv("QTENCLAVE_QEMU"); p != "" {
 		return p, nil
 	}
-	if p := newestInCache("qemu", "bin/qemu-system-x86_64"); p != "" {
+	if p := cache.Newest("qemu", "bin/qemu-system-x86_64"); p != "" {
 		return p, nil
 	}
 	p, err := exec.LookPath("qemu-system-x86_64")
@@ -187,49 +187,6 @@ func findQEMU(flagPath string) (string, error) {
 		return "", errors.New("no QEMU: pass --qemu, set QTENCLAVE_QEMU or run scripts/build-qemu.sh (QEMU >= 9.2 with libcbor for -M nitro-enclave)")
 	}
 	return p, nil
-}
-
-// cacheDir is ${QTENCLAVE_CACHE:-$HOME/.cache/qtenclave}.
-func cacheDir() string {
-	if d := os.Getenv("QTENCLAVE_CACHE"); d != "" {
-		return d
-	}
-	home, err := os.UserHomeDir()
-	if err != nil {
-		return ""
-	}
-	return filepath.Join(home, ".cache", "qtenclave")
-}
-
-// newestInCache returns the most recently modified cache/<kind>/*/<file>,
-// skipping unfinished build directories.
-func newestInCache(kind, file string) string {
-	dir := cacheDir()
-	if dir == "" {
-		return ""
-	}
-	matches, _ := filepath.Glob(filepath.Join(dir, kind, "*", file))
-	type cand struct {
-		path string
-		mod  time.Time
-	}
-	var cs []cand
-	for _, m := range matches {
-		rel, _ := filepath.Rel(filepath.Join(dir, kind), m)
-		if strings.Contains(strings.SplitN(rel, string(filepath.Separator), 2)[0], ".build") {
-			continue
-		}
-		st, err := os.Stat(m)
-		if err != nil || !st.Mode().IsRegular() {
-			continue
-		}
-		cs = append(cs, cand{m, st.ModTime()})
-	}
-	if len(cs) == 0 {
-		return ""
-	}
-	sort.Slice(cs, func(i, j int) bool { return cs[i].mod.After(cs[j].mod) })
-	return cs[0].path
 }
 
 // hostTSCkHz reads the host CPU frequency for tsc_early_khz (TSC
