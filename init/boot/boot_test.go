@@ -305,7 +305,7 @@ func TestBadInput(t *testing.T) {
 		{"empty cmd file", func() map[string]entry { t := baseTree(); t["cmd"] = entry{"", 0}; return t }(), nil,
 			status.Failed(status.Config), "step config failed in .*: cmd/env: launch: empty command"},
 		{"malformed manifest", manifest(`{"version":1,"cmd":["/bin/app"],`), nil, status.Failed(status.Config),
-			"step config failed in .*: launch.json: launch: parse manifest: unexpected EOF"},
+			"step config failed in .*: launch.json: launch: parse manifest: unexpected end of input"},
 		{"non-existent binary", manifest(`{"version":1,"cmd":["python3","app.py"]}`), nil, status.Failed(status.NotFound),
 			`step workload failed in .*: exec "python3": executable file not found in \$PATH`},
 		{"not executable", manifest(`{"version":1,"cmd":["/bin/data"]}`), nil, status.Failed(status.NoExec),

@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"sort"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -142,8 +143,10 @@ func TestIntegrationQEMU(t *testing.T) {
 	// The agent, built like the Makefile does; optional.
 	agent := exec.Command(goTool(t), append(buildFlags, "-o", filepath.Join(root, "qtsm-agent"), "github.com/qtenclave/enclave/agent/cmd/qtsm-agent")...)
 	agent.Env = append(os.Environ(), "CGO_ENABLED=0", "GOFLAGS=")
-	withAgent := true
-	if out, err := agent.CombinedOutput(); err != nil {
+	withAgent := os.Getenv("QTENCLAVE_QEMU_NOAGENT") == ""
+	if !withAgent {
+		t.Log("QTENCLAVE_QEMU_NOAGENT set: booting without qtsm-agent")
+	} else if out, err := agent.CombinedOutput(); err != nil {
 		t.Logf("qtsm-agent does not build, booting without it: %v\n%s", err, out)
 		withAgent = false
 	}
@@ -168,6 +171,29 @@ func TestIntegrationQEMU(t *testing.T) {
 			cmdline += fmt.Sprintf(" tsc_early_khz=%d", int(mhz*1000))
 		}
 	}
+	boots := 1
+	if n, err := strconv.Atoi(os.Getenv("QTENCLAVE_QEMU_BOOTS")); err == nil && n > 1 {
+		boots = n
+	}
+	var readies, owns []float64
+	for i := 0; i < boots && !t.Failed(); i++ {
+		ready, own := bootOnce(t, qemu, kdir, initrd, cmdline, withAgent)
+		readies, owns = append(readies, ready), append(owns, own)
+	}
+	sort.Float64s(readies)
+	sort.Float64s(owns)
+	t.Logf("QEMU TCG, %d boot(s): ready min %.3fms median %.3fms; own time min %.3fms median %.3fms",
+		boots, readies[0], readies[len(readies)/2], owns[0], owns[len(owns)/2])
+}
+
+var (
+	readyRE = regexp.MustCompile(`(?m)^init: ready in ([0-9.]+)ms`)
+	ownRE   = regexp.MustCompile(`(?m)^init: own time (-?[0-9.]+)ms`)
+)
+
+// bootOnce boots once and returns init's ready and own times.
+func bootOnce(t *testing.T, qemu, kdir, initrd, cmdline string, withAgent bool) (ready, own float64) {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 150*time.Second)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, qemu, "-L", "/usr/share/seabios", "-L", "/usr/share/qemu",
@@ -214,4 +240,11 @@ func TestIntegrationQEMU(t *testing.T) {
 		}
 	}
 	t.Logf("QEMU run ended by itself in %v", elapsed)
+	if m := readyRE.FindStringSubmatch(console); m != nil {
+		ready, _ = strconv.ParseFloat(m[1], 64)
+	}
+	if m := ownRE.FindStringSubmatch(console); m != nil {
+		own, _ = strconv.ParseFloat(m[1], 64)
+	}
+	return ready, own
 }

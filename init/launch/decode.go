@@ -1,0 +1,373 @@
+package launch
+
+import (
+	"errors"
+	"fmt"
+	"strconv"
+	"unicode/utf16"
+	"unicode/utf8"
+)
+
+// decode parses a manifest without encoding/json, so that init does not
+// link a reflection-based codec (about 365 KB, and slow on first use under
+// emulation). It accepts a subset of what encoding/json accepts for
+// Manifest — exact field names, no duplicates, valid UTF-8, nothing after
+// the object — and yields the same value (FuzzDecodeMatchesJSON).
+func decode(data []byte) (*Manifest, error) {
+	d := &decoder{b: data}
+	m := &Manifest{}
+	if err := d.object(m); err != nil {
+		return nil, err
+	}
+	d.space()
+	if d.i != len(d.b) {
+		return nil, d.errorf("trailing data")
+	}
+	return m, nil
+}
+
+type decoder struct {
+	b []byte
+	i int
+}
+
+var errEOF = errors.New("unexpected end of input")
+
+func (d *decoder) errorf(format string, args ...any) error {
+	return fmt.Errorf("offset %d: %s", d.i, fmt.Sprintf(format, args...))
+}
+
+func (d *decoder) space() {
+	for d.i < len(d.b) {
+		switch d.b[d.i] {
+		case ' ', '\t', '\n', '\r':
+			d.i++
+		default:
+			return
+		}
+	}
+}
+
+// peek skips white space and returns the next byte.
+func (d *decoder) peek() (byte, error) {
+	d.space()
+	if d.i >= len(d.b) {
+		return 0, errEOF
+	}
+	return d.b[d.i], nil
+}
+
+func (d *decoder) expect(c byte) error {
+	got, err := d.peek()
+	if err != nil {
+		return err
+	}
+	if got != c {
+		return d.errorf("got %q, want %q", got, c)
+	}
+	d.i++
+	return nil
+}
+
+// null consumes a null literal if one is next.
+func (d *decoder) null() bool {
+	if c, err := d.peek(); err == nil && c == 'n' && d.literal("null") {
+		return true
+	}
+	return false
+}
+
+func (d *decoder) literal(s string) bool {
+	if len(d.b)-d.i >= len(s) && string(d.b[d.i:d.i+len(s)]) == s {
+		d.i += len(s)
+		return true
+	}
+	return false
+}
+
+func (d *decoder) object(m *Manifest) error {
+	if err := d.expect('{'); err != nil {
+		return err
+	}
+	seen := map[string]bool{}
+	if c, err := d.peek(); err != nil {
+		return err
+	} else if c == '}' {
+		d.i++
+		return nil
+	}
+	for {
+		key, err := d.str()
+		if err != nil {
+			return err
+		}
+		if seen[key] {
+			return d.errorf("duplicate field %q", key)
+		}
+		seen[key] = true
+		if err := d.expect(':'); err != nil {
+			return err
+		}
+		if err := d.field(m, key); err != nil {
+			return err
+		}
+		c, err := d.peek()
+		if err != nil {
+			return err
+		}
+		d.i++
+		switch c {
+		case ',':
+		case '}':
+			return nil
+		default:
+			d.i--
+			return d.errorf("got %q, want ',' or '}'", c)
+		}
+	}
+}
+
+func (d *decoder) field(m *Manifest, key string) error {
+	var err error
+	switch key {
+	case "version":
+		var text string
+		var ok bool
+		if text, ok, err = d.number(); err == nil && ok {
+			v, perr := strconv.ParseInt(text, 10, 0)
+			if perr != nil {
+				return d.errorf("version %s out of range", text)
+			}
+			m.Version = int(v)
+		}
+	case "entrypoint":
+		err = d.strings(&m.Entrypoint)
+	case "cmd":
+		err = d.strings(&m.Cmd)
+	case "env":
+		err = d.strings(&m.Env)
+	case "working_dir":
+		err = d.optString(&m.WorkingDir)
+	case "user":
+		err = d.optString(&m.User)
+	case "hostname":
+		err = d.optString(&m.Hostname)
+	case "tmp_noexec":
+		var b, ok bool
+		if b, ok, err = d.boolean(); err == nil && ok {
+			m.TmpNoexec = b
+		}
+	case "nofile_limit":
+		var text string
+		var ok bool
+		if text, ok, err = d.number(); err == nil && ok {
+			n, perr := strconv.ParseUint(text, 10, 64)
+			if perr != nil {
+				return d.errorf("nofile_limit %s out of range", text)
+			}
+			m.NofileLimit = n
+		}
+	case "agent":
+		var b, ok bool
+		if b, ok, err = d.boolean(); err == nil {
+			if ok {
+				m.Agent = &b
+			} else {
+				m.Agent = nil
+			}
+		}
+	default:
+		return d.errorf("unknown field %q", key)
+	}
+	return err
+}
+
+// number reads an integer literal (JSON number syntax without fraction or
+// exponent) and returns its text, or reads null (ok false).
+func (d *decoder) number() (text string, ok bool, err error) {
+	if d.null() {
+		return "", false, nil
+	}
+	if _, err := d.peek(); err != nil {
+		return "", false, err
+	}
+	start := d.i
+	if d.b[d.i] == '-' {
+		d.i++
+	}
+	digits := d.i
+	for d.i < len(d.b) && d.b[d.i] >= '0' && d.b[d.i] <= '9' {
+		d.i++
+	}
+	switch {
+	case d.i == digits:
+		return "", false, d.errorf("want a number")
+	case d.b[digits] == '0' && d.i-digits > 1:
+		return "", false, d.errorf("leading zero")
+	case d.i < len(d.b) && (d.b[d.i] == '.' || d.b[d.i] == 'e' || d.b[d.i] == 'E'):
+		return "", false, d.errorf("want an integer")
+	}
+	return string(d.b[start:d.i]), true, nil
+}
+
+func (d *decoder) boolean() (v, ok bool, err error) {
+	if _, err := d.peek(); err != nil {
+		return false, false, err
+	}
+	switch {
+	case d.literal("true"):
+		return true, true, nil
+	case d.literal("false"):
+		return false, true, nil
+	case d.literal("null"):
+		return false, false, nil
+	}
+	return false, false, d.errorf("want true, false or null")
+}
+
+func (d *decoder) optString(dst *string) error {
+	if d.null() {
+		return nil
+	}
+	s, err := d.str()
+	if err != nil {
+		return err
+	}
+	*dst = s
+	return nil
+}
+
+func (d *decoder) strings(dst *[]string) error {
+	if d.null() {
+		*dst = nil
+		return nil
+	}
+	if err := d.expect('['); err != nil {
+		return err
+	}
+	out := []string{}
+	if c, err := d.peek(); err != nil {
+		return err
+	} else if c == ']' {
+		d.i++
+		*dst = out
+		return nil
+	}
+	for {
+		s, err := d.str()
+		if err != nil {
+			return err
+		}
+		out = append(out, s)
+		c, err := d.peek()
+		if err != nil {
+			return err
+		}
+		d.i++
+		switch c {
+		case ',':
+		case ']':
+			*dst = out
+			return nil
+		default:
+			d.i--
+			return d.errorf("got %q, want ',' or ']'", c)
+		}
+	}
+}
+
+// str reads a JSON string.
+func (d *decoder) str() (string, error) {
+	if err := d.expect('"'); err != nil {
+		return "", err
+	}
+	var out []byte
+	for {
+		if d.i >= len(d.b) {
+			return "", errEOF
+		}
+		c := d.b[d.i]
+		switch {
+		case c == '"':
+			d.i++
+			return string(out), nil
+		case c < 0x20:
+			return "", d.errorf("control character in string")
+		case c == '\\':
+			d.i++
+			if d.i >= len(d.b) {
+				return "", errEOF
+			}
+			e := d.b[d.i]
+			d.i++
+			switch e {
+			case '"', '\\', '/':
+				out = append(out, e)
+			case 'b':
+				out = append(out, '\b')
+			case 'f':
+				out = append(out, '\f')
+			case 'n':
+				out = append(out, '\n')
+			case 'r':
+				out = append(out, '\r')
+			case 't':
+				out = append(out, '\t')
+			case 'u':
+				r, err := d.hex4()
+				if err != nil {
+					return "", err
+				}
+				if utf16.IsSurrogate(r) {
+					// A valid pair makes one rune; anything else is U+FFFD, as
+					// encoding/json does.
+					save := d.i
+					if d.literal(`\u`) {
+						if r2, err := d.hex4(); err == nil {
+							if dec := utf16.DecodeRune(r, r2); dec != utf8.RuneError {
+								out = utf8.AppendRune(out, dec)
+								continue
+							}
+						}
+					}
+					d.i = save
+					r = utf8.RuneError
+				}
+				out = utf8.AppendRune(out, r)
+			default:
+				return "", d.errorf("bad escape \\%c", e)
+			}
+		case c < utf8.RuneSelf:
+			out = append(out, c)
+			d.i++
+		default:
+			r, size := utf8.DecodeRune(d.b[d.i:])
+			if r == utf8.RuneError && size == 1 {
+				return "", d.errorf("invalid UTF-8 in string")
+			}
+			out = append(out, d.b[d.i:d.i+size]...)
+			d.i += size
+		}
+	}
+}
+
+func (d *decoder) hex4() (rune, error) {
+	if len(d.b)-d.i < 4 {
+		return 0, errEOF
+	}
+	var r rune
+	for _, c := range d.b[d.i : d.i+4] {
+		switch {
+		case c >= '0' && c <= '9':
+			r = r<<4 | rune(c-'0')
+		case c >= 'a' && c <= 'f':
+			r = r<<4 | rune(c-'a'+10)
+		case c >= 'A' && c <= 'F':
+			r = r<<4 | rune(c-'A'+10)
+		default:
+			return 0, d.errorf("bad \\u escape")
+		}
+	}
+	d.i += 4
+	return r, nil
+}
