@@ -429,6 +429,10 @@ func (b *Boot) run() (status.Status, error) {
 		b.afterExec()
 	}
 	b.Con.Logf("ready in %s (heartbeat %s excluded)", Ms(ready), Ms(b.heartbeat))
+	var ru syscall.Rusage
+	if syscall.Getrusage(syscall.RUSAGE_SELF, &ru) == nil {
+		b.Con.Debugf("page faults so far: %d minor, %d major; max RSS %d KiB", ru.Minflt, ru.Majflt, ru.Maxrss)
+	}
 	own := ready - b.deviceWait - b.crngWait - b.agentWait
 	b.Con.Logf("own time %s (waits excluded: heartbeat %s, device %s, crng %s, agent %s)",
 		Ms(own), Ms(b.heartbeat), Ms(b.deviceWait), Ms(b.crngWait), Ms(b.agentWait))
