@@ -59,8 +59,9 @@
 //     workload can connect and extend PCRs), its output prefixed
 //     "qtsm-agent: ", restarted with back-off 100 ms doubling to 10 s when
 //     it dies. The workload is prepared (step 8's resolution) just before
-//     the agent starts; while the agent starts, init brings up lo
-//     (127.0.0.1/8, ::1), sets the hostname (manifest, default "enclave"),
+//     the agent starts; while the agent starts, init waits for lo
+//     (127.0.0.1/8, ::1; brought up concurrently since step 1, its step
+//     line appears here), sets the hostname (manifest, default "enclave"),
 //     writes /etc/hosts if absent and sets RLIMIT_NOFILE (manifest
 //     nofile_limit, default 65536); then it waits up to 2 s for the
 //     agent's "ready".

@@ -197,11 +197,17 @@ func skipf(format string, args ...any) error { return errSkip{fmt.Sprintf(format
 func Ms(d time.Duration) string { return strconv.FormatFloat(float64(d)/1e6, 'f', 3, 64) + "ms" }
 
 // step runs fn and logs "step NAME ok|skipped|failed in DUR[: detail]".
-func (b *Boot) step(name string, fn func() (string, error)) error {
+// A duration given overrides the measured one (steps that ran
+// concurrently).
+func (b *Boot) step(name string, fn func() (string, error), dur ...time.Duration) error {
 	t0 := time.Now()
 	b.Con.Debugf("step %s begins at +%s", name, Ms(t0.Sub(b.Start)))
 	detail, err := fn()
-	d := Ms(time.Since(t0))
+	elapsed := time.Since(t0)
+	if len(dur) > 0 {
+		elapsed = dur[0]
+	}
+	d := Ms(elapsed)
 	var skip errSkip
 	switch {
 	case errors.As(err, &skip):
@@ -219,6 +225,34 @@ func (b *Boot) step(name string, fn func() (string, error)) error {
 		b.Con.Logf("step %s ok in %s", name, d)
 	}
 	return nil
+}
+
+// async starts fn now and returns a function that waits for it and logs
+// its step line (with fn's own duration) at that point of the sequence.
+// A panic in fn becomes its error.
+func (b *Boot) async(name string, fn func() (string, error)) (join func() error) {
+	type result struct {
+		detail string
+		err    error
+		d      time.Duration
+	}
+	c := make(chan result, 1)
+	go func() {
+		t0 := time.Now()
+		var r result
+		defer func() {
+			if v := recover(); v != nil {
+				r.err = fmt.Errorf("panic: %v", v)
+			}
+			r.d = time.Since(t0)
+			c <- r
+		}()
+		r.detail, r.err = fn()
+	}()
+	return func() error {
+		r := <-c
+		return b.step(name, func() (string, error) { return r.detail, r.err }, r.d)
+	}
 }
 
 // fatal is a failure that ends the boot with a status.
@@ -264,6 +298,12 @@ func (b *Boot) run() (status.Status, error) {
 	b.step("console", func() (string, error) { return "", b.M.ReopenConsole() })
 	b.step("cmdline", b.readCmdline)
 	b.Con.SetDebug(b.knobs.Debug)
+	// lo does not depend on anything else: the kernel brings it up on the
+	// other CPU while the sequence goes on; joined before the workload.
+	joinLoopback := b.async("loopback", func() (string, error) {
+		r, err := b.M.Loopback()
+		return r.String(), err
+	})
 
 	// 2. Secure-module driver and device.
 	var loaded bool
@@ -389,10 +429,7 @@ func (b *Boot) run() (status.Status, error) {
 		return "", err
 	})
 
-	b.step("loopback", func() (string, error) {
-		r, err := b.M.Loopback()
-		return r.String(), err
-	})
+	joinLoopback() // if the boot fails earlier, its result is not logged
 	b.step("hostname", func() (string, error) { return hostname, b.M.Sethostname(hostname) })
 	b.step("hosts", func() (string, error) { return b.writeHosts(hostname) })
 	b.step("rlimits", func() (string, error) {

@@ -177,7 +177,7 @@ func TestSequence(t *testing.T) {
 		"mount tmpfs /tmp tmpfs 0x6",
 		"symlink /dev/fd",
 		"start /proc/self/fd/100", // 7. agent before the workload
-		"loopback", "hostname enc1", "write /etc/hosts", "nofile 4096",
+		"hostname enc1", "write /etc/hosts", "nofile 4096",
 		"start /bin/app", // 8. the workload
 		"exit 43",
 		"kill 42 15", // 9. agent stopped
@@ -190,6 +190,7 @@ func TestSequence(t *testing.T) {
 		t.Errorf("%d reboots, want 1", n)
 	}
 	r.before(t, "start /bin/app", "forward 43", "forward 0", "reboot") // signals go to the workload while it runs
+	r.before(t, "console", "loopback", "start /bin/app")               // lo comes up concurrently, before the workload
 	// The workload, the Docker way.
 	w, ok := r.procs.byPath("/bin/app")
 	if !ok {
