@@ -51,7 +51,7 @@
 //  7. qtsm-agent, when /qtsm-agent exists in the bootstrap ramdisk, a device
 //     was found and the manifest does not say "agent": false. Contract 8:
 //     init opens the binary before the switch root (close-on-exec, at
-//     descriptor 100 or above) and execs it after the switch as
+//     descriptor 10 or above) and execs it after the switch as
 //     /proc/self/fd/N, so nothing is copied into the workload's root. It
 //     runs as root with
 //     "--socket /run/qtsm.sock --device <dev> [--group <gid>] --ready-fd 3"

@@ -50,10 +50,12 @@ func (Linux) WriteFileExcl(name string, data []byte, perm fs.FileMode) error {
 // FS implements Machine.
 func (Linux) FS() fs.FS { return os.DirFS("/") }
 
-// agentFD is the lowest descriptor number OpenExec uses, above any
+// agentFD is the lowest descriptor number OpenExec uses: above any
 // descriptor a child is given (0-2 and a few extras), so the child's
-// descriptor shuffling can never overwrite it before the exec.
-const agentFD = 100
+// descriptor shuffling can never overwrite it before the exec, and below
+// 64, so the descriptor table is not expanded (which, in a multi-threaded
+// process, waits for an RCU grace period: milliseconds under TCG).
+const agentFD = 10
 
 // OpenExec implements Machine: the file is opened close-on-exec at a high
 // descriptor number and run as /proc/self/fd/N, which works for ELF

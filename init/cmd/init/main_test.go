@@ -150,8 +150,11 @@ func TestMain(m *testing.M) {
 func qemuWorkload() int {
 	_, err := os.Stat("/dev/nsm")
 	fmt.Printf("CHECK nsm %s\n", okFail(err))
-	_, err = os.Stat("/run/qtsm.sock")
-	fmt.Printf("CHECK agent-socket %s\n", okFail(err))
+	if _, err = os.Stat("/run/qtsm.sock"); err == nil {
+		fmt.Println("CHECK agent-socket ok")
+	} else {
+		fmt.Println("CHECK agent-socket absent")
+	}
 	return 7
 }
 
