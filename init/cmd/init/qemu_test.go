@@ -167,7 +167,10 @@ func TestIntegrationQEMU(t *testing.T) {
 	initrd := filepath.Join(dir, "initrd.cpio")
 	os.WriteFile(initrd, img, 0o644)
 
-	cmdline := "console=ttyS0 reboot=t panic=-1 nomodules qtenclave.heartbeat=off qtenclave.status_port=0 " + os.Getenv("QTENCLAVE_TEST_APPEND")
+	// tsc=reliable: under a loaded host the clocksource watchdog otherwise
+	// drops the TSC for jiffies, and every duration init reports becomes a
+	// multiple of 4 ms.
+	cmdline := "console=ttyS0 reboot=t panic=-1 nomodules tsc=reliable qtenclave.heartbeat=off qtenclave.status_port=0 " + os.Getenv("QTENCLAVE_TEST_APPEND")
 	if b, err := os.ReadFile("/proc/cpuinfo"); err == nil {
 		if m := regexp.MustCompile(`(?m)^cpu MHz\s*:\s*([0-9.]+)`).FindSubmatch(b); m != nil {
 			var mhz float64
