@@ -8,6 +8,7 @@ import (
 	"os/signal"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -85,8 +86,13 @@ func subreaper(t *testing.T) {
 	if err := unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0); err != nil {
 		t.Skipf("PR_SET_CHILD_SUBREAPER: %v", err)
 	}
+	var mu sync.Mutex
 	var logs []string
-	r := Start(Options{Logf: func(f string, a ...any) { logs = append(logs, fmt.Sprintf(f, a...)) }})
+	r := Start(Options{Logf: func(f string, a ...any) {
+		mu.Lock()
+		logs = append(logs, fmt.Sprintf(f, a...))
+		mu.Unlock()
+	}})
 	defer r.Stop()
 	start := func(mode string, files ...uintptr) (int, <-chan Status) {
 		t.Helper()
@@ -177,6 +183,8 @@ func subreaper(t *testing.T) {
 	syscall.Kill(os.Getpid(), syscall.Signal(37)) // a real-time signal
 	time.Sleep(100 * time.Millisecond)
 	found := false
+	mu.Lock()
+	defer mu.Unlock()
 	for _, l := range logs {
 		if strings.Contains(l, "terminated ignored") || strings.Contains(l, "signal terminated ignored") {
 			found = true
