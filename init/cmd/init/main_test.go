@@ -301,14 +301,8 @@ func TestIntegrationBoot(t *testing.T) {
 	if os.Getuid() != 0 {
 		t.Skip("needs root for namespaces")
 	}
-	if f, err := elf.Open("/proc/self/exe"); err == nil {
-		for _, p := range f.Progs {
-			if p.Type == elf.PT_INTERP {
-				f.Close()
-				t.Skip("test binary is dynamically linked; cannot run it inside the test root file system")
-			}
-		}
-		f.Close()
+	if !nstest.StaticSelf() {
+		t.Skip("test binary is dynamically linked (-race?); cannot run it inside the test root file system")
 	}
 	dir := t.TempDir()
 	self, err := os.ReadFile("/proc/self/exe")

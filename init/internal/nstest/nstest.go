@@ -6,6 +6,7 @@
 package nstest
 
 import (
+	"debug/elf"
 	"errors"
 	"os"
 	"os/exec"
@@ -61,4 +62,21 @@ func (r Result) MustPass(t *testing.T) {
 	if strings.Contains(r.Output, "--- SKIP") {
 		t.Skipf("namespaced child skipped:\n%s", r.Output)
 	}
+}
+
+// StaticSelf reports whether the running test binary is statically linked,
+// so that a copy of it can run inside a test root file system without a
+// dynamic loader (it is not under -race, which needs cgo).
+func StaticSelf() bool {
+	f, err := elf.Open("/proc/self/exe")
+	if err != nil {
+		return false
+	}
+	defer f.Close()
+	for _, p := range f.Progs {
+		if p.Type == elf.PT_INTERP {
+			return false
+		}
+	}
+	return true
 }
