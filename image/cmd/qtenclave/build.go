@@ -20,27 +20,23 @@ import (
 // toolVersion is recorded in the metadata section (BuildToolVersion).
 const toolVersion = "0.1.0"
 
-// Kernel command lines shipped by AWS (SPEC §1), and the parameter that
-// forbids loading modules. Our default drops nomodules when a module goes
-// into the image (--kmod), so that init can load the secure-module driver.
-// QEMU's nitro-enclave machine also needs reboot=t to stop cleanly; that is
-// the launcher's business (`-append`, not measured), not the image's.
+// Kernel command lines shipped by AWS (SPEC §1), used as they are. Their
+// "nomodules" is not a kernel parameter (the real one is "nomodule", which
+// would forbid finit_module): the kernel hands it to init as an argument, so
+// the secure-module driver still loads, as on AWS. QEMU's nitro-enclave
+// machine also needs reboot=t to stop cleanly; that is the launcher's
+// business (`-append`, not measured), not the image's.
 const (
 	cmdlineX86   = "reboot=k panic=30 pci=off nomodules console=ttyS0 i8042.noaux i8042.nomux i8042.nopnp i8042.dumbkbd random.trust_cpu=on"
 	cmdlineARM64 = "reboot=k panic=30 pci=off nomodules console=ttyS0 random.trust_cpu=on root=/dev/ram0"
 )
 
-// defaultCmdline is AWS's command line for arch, without "nomodules" when
-// the image carries a kernel module.
-func defaultCmdline(arch eif.Arch, module bool) string {
-	c := cmdlineX86
+// defaultCmdline is AWS's command line for arch.
+func defaultCmdline(arch eif.Arch) string {
 	if arch == eif.ArchAArch64 {
-		c = cmdlineARM64
+		return cmdlineARM64
 	}
-	if module {
-		c = strings.Replace(c, " nomodules", "", 1)
-	}
-	return c
+	return cmdlineX86
 }
 
 func init() {
@@ -91,7 +87,7 @@ func runBuild(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	fs.StringVar(&c.kernel, "kernel", os.Getenv("QTENCLAVE_KERNEL"), "kernel image `FILE` (bzImage or arm64 Image; default $QTENCLAVE_KERNEL)")
 	fs.StringVar(&c.output, "o", "", "output `FILE` (.eif)")
 	fs.StringVar(&c.output, "output", "", "same as -o")
-	fs.Func("cmdline", "kernel command line (default: AWS's, without nomodules when --kmod is given)", func(s string) error {
+	fs.Func("cmdline", "kernel command line (default: AWS's)", func(s string) error {
 		c.cmdline, c.cmdlineSet = s, true
 		return nil
 	})
@@ -244,7 +240,7 @@ func build(ctx context.Context, c *buildConfig, stderr io.Writer) (*eif.Measurem
 
 	cmdline := c.cmdline
 	if !c.cmdlineSet {
-		cmdline = defaultCmdline(c.arch, c.kmod != "")
+		cmdline = defaultCmdline(c.arch)
 	}
 	if c.appendCmdline != "" {
 		cmdline = strings.TrimSpace(cmdline + " " + c.appendCmdline)

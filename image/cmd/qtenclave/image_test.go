@@ -176,8 +176,8 @@ func TestBuildDescribeExtract(t *testing.T) {
 	if d.EifVersion != 4 || d.Arch != "x86_64" || !d.CheckCRC || d.IsSigned {
 		t.Errorf("describe = version %d arch %s crc %v signed %v", d.EifVersion, d.Arch, d.CheckCRC, d.IsSigned)
 	}
-	if want := defaultCmdline(eif.ArchX86_64, true); d.Cmdline != want || strings.Contains(d.Cmdline, "nomodules") {
-		t.Errorf("cmdline = %q, want %q (no nomodules with --kmod)", d.Cmdline, want)
+	if want := cmdlineX86; d.Cmdline != want {
+		t.Errorf("cmdline = %q, want AWS's %q", d.Cmdline, want)
 	}
 	md := d.Metadata
 	if md.ImageName != "app" || md.ImageVersion != "latest" || md.BuildMetadata.BuildTime != "1970-01-01T00:00:00Z" ||
@@ -621,7 +621,7 @@ func TestBuildAArch64(t *testing.T) {
 	defer ef.Close()
 	cl, _ := ef.Cmdline()
 	if ef.Arch() != eif.ArchAArch64 || cl != cmdlineARM64 {
-		t.Errorf("arch %v cmdline %q, want aarch64 and %q (nomodules kept without --kmod)", ef.Arch(), cl, cmdlineARM64)
+		t.Errorf("arch %v cmdline %q, want aarch64 and %q ", ef.Arch(), cl, cmdlineARM64)
 	}
 	boot := ef.Ramdisks()[0]
 	idx, err := ramdisk.ReadIndex(io.NewSectionReader(boot, 0, boot.Size))

@@ -220,8 +220,11 @@ func qemuArgs(o *runOptions, sock string, cpus, memMiB, tscKHz int, dataDirs []s
 		machine += ",parent-id=" + qemuOpt(o.parentID)
 	}
 	// reboot=t: init ends with reboot(RESTART), which with -no-reboot makes
-	// QEMU exit (a power-off only halts the CPU on this machine).
-	cmdline := []string{"reboot=t"}
+	// QEMU exit (a power-off only halts the CPU on this machine); panic=-1
+	// ends a panicked boot at once; tsc=reliable keeps the TSC clocksource on
+	// a loaded host (else TCG's skew makes the kernel fall back to jiffies).
+	// These later values override the EIF's measured reboot=k panic=30.
+	cmdline := []string{"reboot=t", "panic=-1", "tsc=reliable"}
 	if tscKHz > 0 {
 		cmdline = append(cmdline, fmt.Sprintf("tsc_early_khz=%d", tscKHz))
 	}

@@ -81,7 +81,7 @@ func TestQEMUArgs(t *testing.T) {
 		"-accel", "tcg", "-nographic", "-nic", "none", "-no-reboot",
 		"-smp", "2", "-m", "1024",
 		"-L", "/usr/share/seabios",
-		"-append", "reboot=t tsc_early_khz=2096014 qtenclave.debug=1 foo=1",
+		"-append", "reboot=t panic=-1 tsc=reliable tsc_early_khz=2096014 qtenclave.debug=1 foo=1",
 	}
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("qemuArgs =\n%q\nwant\n%q", got, want)
