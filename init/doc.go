@@ -23,8 +23,10 @@
 // Each step writes one "step" line with its duration.
 //
 //  1. devtmpfs on /dev (EBUSY is fine); /dev/console on fds 0, 1, 2; proc
-//     mounted briefly to read /proc/cmdline. The signals that would end a
-//     Go PID 1 are handled from the first instruction of Main.
+//     on /proc to read /proc/cmdline (left mounted: it is unreachable after
+//     the switch root, and an unmount would cost an RCU grace period). The
+//     signals that would end a Go PID 1 are handled from the start of Main,
+//     and garbage collection is off until the workload runs.
 //  2. Driver: the first of /nsm.ko, /nsm.ko.xz, /nsm.ko.zst, /nsm.ko.gz (and
 //     the same for qtsm) is loaded with finit_module (compressed ones with
 //     MODULE_INIT_COMPRESSED_FILE); absent = built in; EEXIST = loaded. Then
