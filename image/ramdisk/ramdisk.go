@@ -21,6 +21,8 @@ import (
 	"fmt"
 	"io"
 	"strconv"
+
+	"github.com/qtenclave/enclave/rootfs/cpio"
 )
 
 // ErrFormat matches every error about malformed archive data.
@@ -33,16 +35,17 @@ const (
 	trailer    = "TRAILER!!!"
 )
 
-// File type bits of Entry.Mode.
+// File type bits of Entry.Mode: the same as the writer's (package
+// rootfs/cpio), which is where the archives come from.
 const (
-	TypeMask    = 0o170000
-	TypeReg     = 0o100000
-	TypeDir     = 0o040000
-	TypeSymlink = 0o120000
-	TypeChar    = 0o020000
-	TypeBlock   = 0o060000
-	TypeFIFO    = 0o010000
-	TypeSocket  = 0o140000
+	TypeMask    = cpio.TypeMask
+	TypeReg     = cpio.TypeReg
+	TypeDir     = cpio.TypeDir
+	TypeSymlink = cpio.TypeSymlink
+	TypeChar    = cpio.TypeChar
+	TypeBlock   = cpio.TypeBlock
+	TypeFIFO    = cpio.TypeFIFO
+	TypeSocket  = cpio.TypeSocket
 )
 
 // Entry is one record of an archive.
