@@ -118,15 +118,19 @@ func newc(root string) ([]byte, error) {
 	return buf.Bytes(), nil
 }
 
-// TestIntegrationQEMU boots the real init in QEMU (microvm, TCG) with the
+// TestIntegrationQEMU (QTENCLAVE_QEMU_TEST=1; QTENCLAVE_QEMU_BOOTS=N boots N
+// times; QTENCLAVE_QEMU_NOAGENT=1 leaves the agent out;
+// QTENCLAVE_QEMU_MODULE=ko uses the uncompressed module;
+// QTENCLAVE_QEMU_ARGS adds QEMU arguments such as "-icount shift=0")
+// boots the real init in QEMU (microvm, TCG) with the
 // project's kernel and a virtio-nsm device: it loads nsm.ko.xz, seeds
 // entropy from the device, starts qtsm-agent when it can be built, runs a
 // workload that exits 7, and ends with reboot(RB_AUTOBOOT), which makes
 // QEMU with -no-reboot exit by itself. It reports init's ready time under
 // TCG.
 func TestIntegrationQEMU(t *testing.T) {
-	if testing.Short() {
-		t.Skip("boots QEMU: skipped with -short")
+	if testing.Short() || os.Getenv("QTENCLAVE_QEMU_TEST") == "" {
+		t.Skip("boots QEMU (builds init and qtsm-agent, ~5-15 s): set QTENCLAVE_QEMU_TEST=1 to run it")
 	}
 	qemu, kdir := findQEMU(t)
 	if !nstest.StaticSelf() {
