@@ -19,7 +19,9 @@ import (
 
 	"github.com/qtenclave/enclave/init/boot"
 	"github.com/qtenclave/enclave/init/entropy"
+	"github.com/qtenclave/enclave/init/heartbeat"
 	"github.com/qtenclave/enclave/init/internal/nstest"
+	"github.com/qtenclave/enclave/init/status"
 	"github.com/qtenclave/enclave/init/vsock"
 	"golang.org/x/sys/unix"
 )
@@ -155,7 +157,55 @@ func qemuWorkload() int {
 	} else {
 		fmt.Println("CHECK agent-socket absent")
 	}
+	fmt.Printf("CHECK vsock-loopback %s\n", vsockLoopback())
 	return 7
+}
+
+// vsockLoopback runs the heartbeat and the status report through init's
+// real AF_VSOCK dialer against a parent on the local CID (vsock loopback).
+func vsockLoopback() string {
+	lfd, err := unix.Socket(unix.AF_VSOCK, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return "absent: " + err.Error()
+	}
+	defer unix.Close(lfd)
+	if err := unix.Bind(lfd, &unix.SockaddrVM{CID: vsock.CIDLocal, Port: 9000}); err != nil {
+		return "absent: " + err.Error()
+	}
+	if err := unix.Listen(lfd, 2); err != nil {
+		return "FAIL: " + err.Error()
+	}
+	got := make(chan string, 2)
+	go func() {
+		for i := 0; i < 2; i++ {
+			nfd, _, err := unix.Accept(lfd)
+			if err != nil {
+				got <- err.Error()
+				return
+			}
+			c := os.NewFile(uintptr(nfd), "peer")
+			b := make([]byte, 16)
+			n, _ := c.Read(b)
+			if i == 0 {
+				c.Write(b[:n]) // heartbeat echo
+			}
+			got <- string(b[:n])
+			c.Close()
+		}
+	}()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if _, err := heartbeat.Run(ctx, vsock.Kernel{}, heartbeat.Config{CID: vsock.CIDLocal, Port: 9000,
+		Policy: heartbeat.Policy{Attempts: 1, Timeout: 5 * time.Second}}); err != nil {
+		return "FAIL: heartbeat: " + err.Error()
+	}
+	if err := status.Report(ctx, vsock.Kernel{}, vsock.CIDLocal, 9000, status.Exit(7), time.Second); err != nil {
+		return "FAIL: report: " + err.Error()
+	}
+	if a, b := <-got, <-got; a != "\xb7" || b != "EXIT 7\n" {
+		return fmt.Sprintf("FAIL: parent got %q, %q", a, b)
+	}
+	return "ok"
 }
 
 func okFail(err error) string {

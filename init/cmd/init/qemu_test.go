@@ -240,6 +240,7 @@ func bootOnce(t *testing.T, qemu, kdir, initrd, cmdline string, withAgent bool) 
 		"init: step device ok in",
 		"bytes from /dev/nsm, crng ready",
 		"CHECK nsm ok\n",
+		"CHECK vsock-loopback ok\n", // init's dialer, heartbeat and report over a real AF_VSOCK
 		"qtenclave-exit: code=7 signal=0 reason=exited\n",
 		"init: rebooting (RB_AUTOBOOT)\n",
 	}
