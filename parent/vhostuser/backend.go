@@ -262,7 +262,7 @@ func (s *session) dispatch(h header, p []byte, fds *[]int) ([]byte, error) {
 	case reqSetOwner:
 		return nil, nil
 	case reqResetOwner, reqResetDevice:
-		s.stopAll()
+		s.stopAll(false)
 		for _, r := range s.rings {
 			r.enabled, r.addrSet, r.base = false, false, 0
 		}
@@ -323,7 +323,7 @@ func (s *session) dispatch(h header, p []byte, fds *[]int) ([]byte, error) {
 		}
 		switch h.Request {
 		case reqSetVringKick:
-			s.stopRing(r)
+			s.stopRing(r, false)
 			if r.kick != nil {
 				r.kick.Close()
 			}
@@ -354,7 +354,7 @@ func (s *session) dispatch(h header, p []byte, fds *[]int) ([]byte, error) {
 		}
 		r := s.rings[a.Index]
 		running := r.running
-		s.stopRing(r)
+		s.stopRing(r, false)
 		r.addr, r.addrSet = a, true
 		if running {
 			s.update(r)
@@ -381,17 +381,17 @@ func (s *session) dispatch(h header, p []byte, fds *[]int) ([]byte, error) {
 		if st.Num == 0 || st.Num&(st.Num-1) != 0 || st.Num > virtq.MaxSize {
 			return errRefused, nil
 		}
-		s.stopRing(r)
+		s.stopRing(r, false)
 		r.num = uint16(st.Num)
 		return nil, nil
 	case reqSetVringBase:
 		r := s.rings[st.Index]
-		s.stopRing(r)
+		s.stopRing(r, false)
 		r.base = uint16(st.Num)
 		return nil, nil
 	case reqGetVringBase:
 		r := s.rings[st.Index]
-		s.stopRing(r)
+		s.stopRing(r, false)
 		// The ring stays stopped until a new kick descriptor arrives.
 		if r.kick != nil {
 			r.kick.Close()
@@ -445,7 +445,7 @@ func (s *session) setMemTable(p []byte, fds *[]int) ([]byte, error) {
 	var restart []*ring
 	for _, r := range s.rings {
 		if r.running {
-			s.stopRing(r)
+			s.stopRing(r, false)
 			restart = append(restart, r)
 		}
 	}
@@ -470,7 +470,7 @@ func (s *session) update(r *ring) {
 	if want && !r.running {
 		s.startRing(r)
 	} else if !want && r.running {
-		s.stopRing(r)
+		s.stopRing(r, false)
 	}
 }
 
@@ -496,7 +496,11 @@ func (s *session) startRing(r *ring) {
 	go s.kickLoop(r, r.kick, r.stop, r.done)
 }
 
-func (s *session) stopRing(r *ring) {
+// stopRing stops r. With drain, the device first takes whatever the
+// front-end made available and did not get to kick: a guest that sends its
+// last words just before it powers off (init's exit status) is not lost
+// because its VMM exits first.
+func (s *session) stopRing(r *ring, drain bool) {
 	if !r.running {
 		return
 	}
@@ -508,14 +512,17 @@ func (s *session) stopRing(r *ring) {
 	if r.kick != nil {
 		r.kick.SetReadDeadline(time.Time{})
 	}
+	if drain && s.mem != nil {
+		s.b.Device.Kick(r.idx)
+	}
 	s.b.Device.StopQueue(r.idx)
 	r.base = r.q.LastAvail()
 	r.q, r.running = nil, false
 }
 
-func (s *session) stopAll() {
+func (s *session) stopAll(drain bool) {
 	for _, r := range s.rings {
-		s.stopRing(r)
+		s.stopRing(r, drain)
 	}
 }
 
@@ -579,7 +586,7 @@ func (s *session) signalErr(r *ring) {
 
 func (s *session) close() {
 	s.closeOnce.Do(func() {
-		s.stopAll()
+		s.stopAll(true) // the guest's memory is still mapped
 		s.b.Device.Reset()
 		for _, r := range s.rings {
 			for _, f := range []*os.File{r.kick, r.call, r.errFD} {

@@ -250,3 +250,24 @@ func TestOversizedPayload(t *testing.T) {
 		t.Fatal("session did not end")
 	}
 }
+
+// TestDisconnectDrains: what the front-end made available just before it
+// went away, without a kick, still reaches the device.
+func TestDisconnectDrains(t *testing.T) {
+	dev := newEcho()
+	fe, done := start(t, dev)
+	_, qs, err := fe.Setup(2, 16, vhostuser.FeatureVersion1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	qs[1].Driver.Add([][]byte{[]byte("EXIT 0\n")}, nil) // no kick
+	fe.Conn.Close()
+	if err := <-done; err != nil {
+		t.Fatalf("ServeConn after close = %v, want nil", err)
+	}
+	dev.mu.Lock()
+	defer dev.mu.Unlock()
+	if len(dev.pending) != 1 || string(dev.pending[0]) != "EXIT 0\n" {
+		t.Errorf("device got %q after the disconnect, want [\"EXIT 0\\n\"]", dev.pending)
+	}
+}
