@@ -170,6 +170,8 @@ type Boot struct {
 	Start time.Time
 	Opts  Options
 
+	ru0 syscall.Rusage // at Run
+
 	knobs     cmdline.Knobs
 	device    string // secure-module device path, "" if none
 	heartbeat time.Duration
@@ -196,63 +198,105 @@ func skipf(format string, args ...any) error { return errSkip{fmt.Sprintf(format
 // three decimals.
 func Ms(d time.Duration) string { return strconv.FormatFloat(float64(d)/1e6, 'f', 3, 64) + "ms" }
 
-// step runs fn and logs "step NAME ok|skipped|failed in DUR[: detail]".
-// A duration given overrides the measured one (steps that ran
-// concurrently).
-func (b *Boot) step(name string, fn func() (string, error), dur ...time.Duration) error {
+// stepResult is one step's outcome, kept until its line is written.
+type stepResult struct {
+	name   string
+	detail string
+	err    error
+	d      time.Duration
+}
+
+// do runs one step and measures it.
+func (b *Boot) do(name string, fn func() (string, error)) stepResult {
 	t0 := time.Now()
 	b.Con.Debugf("step %s begins at +%s", name, Ms(t0.Sub(b.Start)))
 	detail, err := fn()
-	elapsed := time.Since(t0)
-	if len(dur) > 0 {
-		elapsed = dur[0]
+	return stepResult{name: name, detail: detail, err: err, d: time.Since(t0)}
+}
+
+// recovered is fn with a panic turned into its error: a panic escaping a
+// goroutine would end PID 1.
+func recovered(fn func() (string, error)) func() (string, error) {
+	return func() (detail string, err error) {
+		defer func() {
+			if v := recover(); v != nil {
+				err = fmt.Errorf("panic: %v", v)
+			}
+		}()
+		return fn()
 	}
-	d := Ms(elapsed)
+}
+
+// log writes a step's line, "step NAME ok|skipped|failed in DUR[: detail]",
+// and returns its error (nil when skipped).
+func (b *Boot) log(r stepResult) error {
+	d := Ms(r.d)
 	var skip errSkip
 	switch {
-	case errors.As(err, &skip):
-		b.Con.Logf("step %s skipped in %s: %s", name, d, skip.reason)
+	case errors.As(r.err, &skip):
+		b.Con.Logf("step %s skipped in %s: %s", r.name, d, skip.reason)
 		return nil
-	case err != nil && detail != "":
-		b.Con.Logf("step %s failed in %s: %s: %v", name, d, detail, err)
-		return err
-	case err != nil:
-		b.Con.Logf("step %s failed in %s: %v", name, d, err)
-		return err
-	case detail != "":
-		b.Con.Logf("step %s ok in %s: %s", name, d, detail)
+	case r.err != nil && r.detail != "":
+		b.Con.Logf("step %s failed in %s: %s: %v", r.name, d, r.detail, r.err)
+		return r.err
+	case r.err != nil:
+		b.Con.Logf("step %s failed in %s: %v", r.name, d, r.err)
+		return r.err
+	case r.detail != "":
+		b.Con.Logf("step %s ok in %s: %s", r.name, d, r.detail)
 	default:
-		b.Con.Logf("step %s ok in %s", name, d)
+		b.Con.Logf("step %s ok in %s", r.name, d)
 	}
 	return nil
 }
 
-// async starts fn now and returns a function that waits for it and logs
-// its step line (with fn's own duration) at that point of the sequence.
-// A panic in fn becomes its error.
-func (b *Boot) async(name string, fn func() (string, error)) (join func() error) {
-	type result struct {
-		detail string
-		err    error
-		d      time.Duration
-	}
-	c := make(chan result, 1)
+// step runs fn and logs its line.
+func (b *Boot) step(name string, fn func() (string, error)) error {
+	return b.log(b.do(name, fn))
+}
+
+// later runs fn now and returns a function that logs its line, and returns
+// its error, at that later point of the sequence: work done ahead of its
+// turn keeps the console in the documented order.
+func (b *Boot) later(name string, fn func() (string, error)) (logIt func() error) {
+	r := b.do(name, fn)
+	return func() error { return b.log(r) }
+}
+
+// lane is a goroutine running steps one after another while the sequence
+// goes on; join waits for it and logs their lines in order.
+type lane chan []stepResult
+
+// goLane starts a lane; run calls step for each of its steps.
+func (b *Boot) goLane(run func(step func(name string, fn func() (string, error)))) lane {
+	c := make(lane, 1)
 	go func() {
-		t0 := time.Now()
-		var r result
+		var rs []stepResult
 		defer func() {
 			if v := recover(); v != nil {
-				r.err = fmt.Errorf("panic: %v", v)
+				rs = append(rs, stepResult{name: "lane", err: fmt.Errorf("panic: %v", v)})
 			}
-			r.d = time.Since(t0)
-			c <- r
+			c <- rs
 		}()
-		r.detail, r.err = fn()
+		run(func(name string, fn func() (string, error)) { rs = append(rs, b.do(name, recovered(fn))) })
 	}()
-	return func() error {
-		r := <-c
-		return b.step(name, func() (string, error) { return r.detail, r.err }, r.d)
+	return c
+}
+
+// join waits for the lane and logs its steps; it returns their errors.
+func (l lane) join(b *Boot) error {
+	var errs []error
+	for _, r := range <-l {
+		errs = append(errs, b.log(r))
 	}
+	return errors.Join(errs...)
+}
+
+// async starts fn now and returns a function that waits for it and logs
+// its step line (with fn's own duration) at that point of the sequence.
+func (b *Boot) async(name string, fn func() (string, error)) (join func() error) {
+	l := b.goLane(func(step func(string, func() (string, error))) { step(name, fn) })
+	return func() error { return l.join(b) }
 }
 
 // fatal is a failure that ends the boot with a status.
@@ -271,6 +315,7 @@ func (b *Boot) Run() (st status.Status) {
 		b.Start = time.Now()
 	}
 	b.knobs = cmdline.Defaults()
+	syscall.Getrusage(syscall.RUSAGE_SELF, &b.ru0)
 	defer func() {
 		if v := recover(); v != nil {
 			b.Con.Errorf("panic: %v\n%s", v, debug.Stack())
@@ -293,56 +338,79 @@ func (b *Boot) Run() (st status.Status) {
 func (b *Boot) run() (status.Status, error) {
 	ctx := context.Background()
 
-	// 1. devtmpfs, console, kernel command line.
+	// 1. devtmpfs and the console.
 	b.step("devtmpfs", func() (string, error) { return "", mount.Do(b.M, mount.Dev()) })
 	b.step("console", func() (string, error) { return "", b.M.ReopenConsole() })
+
+	// 2-3. The secure module comes up on the other CPU: loading the
+	// driver, waiting for its device and seeding entropy are kernel work
+	// that overlaps reading the command line and the launch configuration.
+	// Their lines are written when the sequence joins them, before the
+	// heartbeat, so the console keeps the documented order.
+	module := b.goLane(func(step func(string, func() (string, error))) {
+		var loaded bool
+		step("modules", func() (string, error) {
+			// A device that is already there has a built-in driver: a
+			// module of the same name would only fail to load.
+			if p, err := kmod.WaitDevice(ctx, b.exists, b.Opts.DevicePaths, 0, 0); err == nil {
+				return "", skipf("%s present (driver built in)", p)
+			}
+			res := kmod.LoadAll(b.M, b.exists, b.Opts.ModuleDir, b.Opts.ModuleNames)
+			if len(res) == 0 {
+				return "", skipf("no %s in %s (built in or absent)", strings.Join(b.Opts.ModuleNames, "/"), b.Opts.ModuleDir)
+			}
+			var parts []string
+			var errs []error
+			for _, r := range res {
+				if r.Err != nil {
+					errs = append(errs, r.Err)
+					continue
+				}
+				loaded = true
+				parts = append(parts, r.Path+" "+r.Outcome.String())
+			}
+			return strings.Join(parts, ", "), errors.Join(errs...)
+		})
+		step("device", func() (string, error) {
+			wait := time.Duration(0)
+			if loaded {
+				wait = b.Opts.DeviceWait
+			}
+			t0 := time.Now()
+			p, err := kmod.WaitDevice(ctx, b.exists, b.Opts.DevicePaths, wait, 0)
+			if wait > 0 {
+				b.deviceWait = time.Since(t0)
+			}
+			if err != nil {
+				return "", skipf("%v: no entropy from the module, no qtsm-agent", err)
+			}
+			b.device = p
+			return p, nil
+		})
+		step("entropy", func() (string, error) { return b.seed(ctx) })
+	})
+
 	b.step("cmdline", b.readCmdline)
 	b.Con.SetDebug(b.knobs.Debug)
-	// lo does not depend on anything else: the kernel brings it up on the
-	// other CPU while the sequence goes on; joined before the workload.
+	// lo does not depend on anything else: the kernel brings it up while
+	// the sequence goes on; joined before the workload.
 	joinLoopback := b.async("loopback", func() (string, error) {
 		r, err := b.M.Loopback()
 		return r.String(), err
 	})
-
-	// 2. Secure-module driver and device.
-	var loaded bool
-	b.step("modules", func() (string, error) {
-		res := kmod.LoadAll(b.M, b.exists, b.Opts.ModuleDir, b.Opts.ModuleNames)
-		if len(res) == 0 {
-			return "", skipf("no %s in %s (built in or absent)", strings.Join(b.Opts.ModuleNames, "/"), b.Opts.ModuleDir)
-		}
-		var parts []string
-		var errs []error
-		for _, r := range res {
-			if r.Err != nil {
-				errs = append(errs, r.Err)
-				continue
-			}
-			loaded = true
-			parts = append(parts, r.Path+" "+r.Outcome.String())
-		}
-		return strings.Join(parts, ", "), errors.Join(errs...)
-	})
-	b.step("device", func() (string, error) {
-		wait := time.Duration(0)
-		if loaded {
-			wait = b.Opts.DeviceWait
-		}
-		t0 := time.Now()
-		p, err := kmod.WaitDevice(ctx, b.exists, b.Opts.DevicePaths, wait, 0)
-		if wait > 0 {
-			b.deviceWait = time.Since(t0)
-		}
+	// 5, read ahead: the launch configuration is read now; its line is
+	// written, and a bad one ends the boot, after the heartbeat.
+	var m *launch.Manifest
+	logConfig := b.later("config", func() (string, error) {
+		var src string
+		var err error
+		m, src, err = launch.Load(b.M.FS())
 		if err != nil {
-			return "", skipf("%v: no entropy from the module, no qtsm-agent", err)
+			return "", err
 		}
-		b.device = p
-		return p, nil
+		return "/" + src + ", argv " + quoteList(m.Argv()), nil
 	})
-
-	// 3. Entropy.
-	b.step("entropy", func() (string, error) { return b.seed(ctx) })
+	module.join(b) // every step in it is optional
 
 	// 4. Heartbeat (excluded from the ready time).
 	hb := time.Now()
@@ -353,16 +421,7 @@ func (b *Boot) run() (status.Status, error) {
 	}
 
 	// 5. Launch configuration.
-	var m *launch.Manifest
-	if err := b.step("config", func() (string, error) {
-		var src string
-		var err error
-		m, src, err = launch.Load(b.M.FS())
-		if err != nil {
-			return "", err
-		}
-		return fmt.Sprintf("/%s, argv %q", src, m.Argv()), nil
-	}); err != nil {
+	if err := logConfig(); err != nil {
 		return status.Status{}, &fatal{status.Failed(status.Config), err}
 	}
 	agentExec := b.openAgent(m)
@@ -468,7 +527,8 @@ func (b *Boot) run() (status.Status, error) {
 	b.Con.Logf("ready in %s (heartbeat %s excluded)", Ms(ready), Ms(b.heartbeat))
 	var ru syscall.Rusage
 	if syscall.Getrusage(syscall.RUSAGE_SELF, &ru) == nil {
-		b.Con.Debugf("page faults so far: %d minor, %d major; max RSS %d KiB", ru.Minflt, ru.Majflt, ru.Maxrss)
+		b.Con.Debugf("since start: user %s, system %s (all threads; tick-sampled); so far: page faults %d minor, %d major; max RSS %d KiB",
+			Ms(time.Duration(ru.Utime.Nano()-b.ru0.Utime.Nano())), Ms(time.Duration(ru.Stime.Nano()-b.ru0.Stime.Nano())), ru.Minflt, ru.Majflt, ru.Maxrss)
 	}
 	own := ready - b.deviceWait - b.crngWait - b.agentWait
 	b.Con.Logf("own time %s (waits excluded: heartbeat %s, device %s, crng %s, agent %s)",
@@ -481,6 +541,19 @@ func (b *Boot) run() (status.Status, error) {
 		return status.Killed(int(ws.Signal())), nil
 	}
 	return status.Exit(ws.ExitStatus()), nil
+}
+
+// quoteList is fmt's %q of a []string, without fmt's reflection (whose
+// first use costs milliseconds of translation under TCG).
+func quoteList(ss []string) string {
+	b := []byte{'['}
+	for i, s := range ss {
+		if i > 0 {
+			b = append(b, ' ')
+		}
+		b = strconv.AppendQuote(b, s)
+	}
+	return string(append(b, ']'))
 }
 
 func (b *Boot) exists(p string) bool {

@@ -1,6 +1,7 @@
 package boot
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -397,7 +398,8 @@ func TestOptions(t *testing.T) {
 	tree["launch.json"] = entry{`{"version":1,"cmd":["/bin/app"],"tmp_noexec":true,"agent":false}`, 0}
 	tree["qtsm-agent"] = entry{"agent", 0o755}
 	tree["rootfs/etc/hosts"] = entry{"10.0.0.1 mine\n", 0}
-	tree["dev/nsm"] = entry{"", 0} // built-in driver: device already there
+	tree["dev/nsm"] = entry{"", 0}         // built-in driver: device already there,
+	tree["nsm.ko.xz"] = entry{"module", 0} // so the module is not loaded
 	r := newRig(t, tree, "qtenclave.status_port=0 qtenclave.bogus=1")
 	r.m.loopback = netlo.Result{}
 	st := r.finish(t)
@@ -417,10 +419,13 @@ func TestOptions(t *testing.T) {
 	if r.ev.index("write /etc/hosts") >= 0 {
 		t.Error("/etc/hosts overwritten")
 	}
+	if r.ev.index("load ") >= 0 {
+		t.Errorf("module loaded although /dev/nsm was there; events:\n%s", strings.Join(r.ev.all(), "\n"))
+	}
 	for _, want := range []string{
 		"init: warning: ignoring kernel parameter \"qtenclave.bogus=1\": unknown parameter",
 		"init: step device ok in",
-		"init: step modules skipped in",
+		"init: step modules skipped in", "/dev/nsm present (driver built in)",
 		"init: step hostname ok in", "enclave",
 		"init: step loopback ok in", "no IPv4 or IPv6 in kernel",
 		"init: step rlimits ok in", "nofile 65536",
@@ -541,3 +546,11 @@ func TestMs(t *testing.T) {
 }
 
 var _ = unix.MS_NOEXEC
+
+func TestQuoteList(t *testing.T) {
+	for _, ss := range [][]string{nil, {}, {"/app"}, {"a b", `q"t`, "tab\there", "é", "\x00"}} {
+		if got, want := quoteList(ss), fmt.Sprintf("%q", ss); got != want {
+			t.Errorf("quoteList(%#v) = %s, want %s", ss, got, want)
+		}
+	}
+}

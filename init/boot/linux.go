@@ -5,6 +5,7 @@ import (
 	"io/fs"
 	"os"
 	"runtime/debug"
+	"sync"
 	"syscall"
 	"time"
 
@@ -144,6 +145,38 @@ func (p ReaperProcs) Kill(pid int, sig syscall.Signal) error { return p.R.Kill(p
 // ForwardTo implements Procs.
 func (p ReaperProcs) ForwardTo(pid int) { p.R.ForwardTo(pid) }
 
+// LateProcs is ReaperProcs for a reaper started in the background: its
+// methods wait for it. Nothing can signal init before its first child
+// starts (there is no other process, and the console is not its
+// controlling terminal), so the signal handlers need only be in place by
+// then.
+type LateProcs struct {
+	c    <-chan *reaper.Reaper
+	once sync.Once
+	r    ReaperProcs
+}
+
+// StartReaper starts the reaper in the background.
+func StartReaper(o reaper.Options) *LateProcs {
+	c := make(chan *reaper.Reaper, 1)
+	go func() { c <- reaper.Start(o) }()
+	return &LateProcs{c: c}
+}
+
+func (p *LateProcs) procs() ReaperProcs {
+	p.once.Do(func() { p.r = ReaperProcs{<-p.c} })
+	return p.r
+}
+
+// Start implements Procs.
+func (p *LateProcs) Start(pr Proc) (int, <-chan reaper.Status, error) { return p.procs().Start(pr) }
+
+// Kill implements Procs.
+func (p *LateProcs) Kill(pid int, sig syscall.Signal) error { return p.procs().Kill(pid, sig) }
+
+// ForwardTo implements Procs.
+func (p *LateProcs) ForwardTo(pid int) { p.procs().ForwardTo(pid) }
+
 // OpenModule opens the secure-module device at path with init's minimal
 // GetRandom client.
 func OpenModule(path string) (entropy.Source, func() error, error) {
@@ -177,8 +210,8 @@ func MainWith(setup func(*Boot)) {
 		}
 		hang(con)
 	}()
-	r := reaper.Start(reaper.Options{Logf: con.Debugf})
-	b = &Boot{M: Linux{}, Procs: ReaperProcs{r}, Dialer: vsock.Kernel{}, Con: con, OpenModule: OpenModule, Start: start}
+	procs := StartReaper(reaper.Options{Logf: con.Debugf})
+	b = &Boot{M: Linux{}, Procs: procs, Dialer: vsock.Kernel{}, Con: con, OpenModule: OpenModule, Start: start}
 	if setup != nil {
 		setup(b)
 	}
