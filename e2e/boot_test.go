@@ -139,13 +139,14 @@ type bootResult struct {
 	elapsed time.Duration
 }
 
-// boot runs qtenclave run and keeps its console in out/e2e/NAME.log.
-func (h *harness) boot(t *testing.T, name, eifPath string) bootResult {
+// boot runs qtenclave run (with extra flags) and keeps its console in
+// out/e2e/NAME.log.
+func (h *harness) boot(t *testing.T, name, eifPath string, extra ...string) bootResult {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), h.bootLimit+30*time.Second)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, filepath.Join(h.bin, "qtenclave"), "run", "--qemu", h.qemu,
-		"--timeout", h.bootLimit.String(), eifPath)
+	args := append([]string{"run", "--qemu", h.qemu, "--timeout", h.bootLimit.String()}, extra...)
+	cmd := exec.CommandContext(ctx, filepath.Join(h.bin, "qtenclave"), append(args, eifPath)...)
 	var buf bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &buf, &buf
 	start := time.Now()
@@ -222,8 +223,8 @@ func TestIntegrationBootDemo(t *testing.T) {
 			`qtenclave run: enclave exited with status 0, heartbeat after `,
 		)
 		checkAttestation(t, r, pcrs)
-		if m := regexp.MustCompile(`(?m)^init: own time ([0-9.]+)ms`).FindStringSubmatch(r.console); m != nil {
-			t.Logf("boot %d: init own time %sms, boot-to-exit %.2fs", i+1, m[1], r.elapsed.Seconds())
+		if own, ok := ownTime(r); ok {
+			t.Logf("boot %d: init own time %.3fms (wall clock under TCG), boot-to-exit %.2fs", i+1, own, r.elapsed.Seconds())
 		}
 		times = append(times, r.elapsed)
 		if t.Failed() {
@@ -233,6 +234,44 @@ func TestIntegrationBootDemo(t *testing.T) {
 	sort.Slice(times, func(i, j int) bool { return times[i] < times[j] })
 	if len(times) > 0 {
 		t.Logf("e2e: boots=%d median=%.2fs max=%.2fs", len(times), times[len(times)/2].Seconds(), times[len(times)-1].Seconds())
+	}
+}
+
+// ownTime is init's "own time" line, in milliseconds.
+func ownTime(r bootResult) (float64, bool) {
+	m := regexp.MustCompile(`(?m)^init: own time ([0-9.]+)ms`).FindStringSubmatch(r.console)
+	if m == nil {
+		return 0, false
+	}
+	v, err := strconv.ParseFloat(m[1], 64)
+	return v, err == nil
+}
+
+// ownTimeBudget is init's own time to the workload's exec, waits excluded,
+// that the boot must stay under (issue 4).
+const ownTimeBudget = 30.0 // ms
+
+// TestIntegrationBootTime boots the demo with TCG's instruction counting
+// (qtenclave run --icount 0: guest time advances 1 ns per instruction), so
+// init's own time measures its work and not the emulator's translation or
+// the host's load, and holds it under the budget. The wall-clock figure
+// under ordinary TCG is logged by TestIntegrationBootDemo. Such a boot
+// takes about 20 s: icount runs one vCPU thread at a time.
+func TestIntegrationBootTime(t *testing.T) {
+	h := setup(t)
+	eifPath, _ := h.build(t, "boottime")
+	r := h.boot(t, "boottime", eifPath, "--icount", "0")
+	if r.code != 0 {
+		t.Fatalf("qtenclave run --icount 0 exit = %d, want 0 (console in out/e2e/boottime.log)", r.code)
+	}
+	expect(t, r, `^demo: PASS$`, `\] tsc: Detected 1000\.\d+ MHz TSC$`)
+	own, ok := ownTime(r)
+	if !ok {
+		t.Fatal("console has no \"init: own time\" line")
+	}
+	t.Logf("init own time %.3fms under TCG with -icount shift=0 (budget %.0fms); boot-to-exit %.2fs", own, ownTimeBudget, r.elapsed.Seconds())
+	if own >= ownTimeBudget {
+		t.Errorf("init own time = %.3fms, want < %.0fms", own, ownTimeBudget)
 	}
 }
 

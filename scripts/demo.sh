@@ -22,7 +22,7 @@ CGO_ENABLED=0 go build -trimpath -buildvcs=false -ldflags='-s -w -buildid=' -o "
 go run ./rootfs/cmd/mkimage -o "$out/oci" -tag demo -entrypoint '["/app"]' "$out/rootfs"
 
 say "EIF: qtenclave build"
-kmod=$(ls "$kdir"/nsm.ko.xz "$kdir"/nsm.ko 2>/dev/null | head -n 1)
+kmod=$(ls "$kdir"/nsm.ko "$kdir"/nsm.ko.xz 2>/dev/null | head -n 1)
 bin/qtenclave build --image "oci:$out/oci:demo" --kernel "$kdir/bzImage" --kmod "$kmod" -o "$out/demo.eif" | tee "$out/pcrs.json"
 
 say "boot: qtenclave run (QEMU nitro-enclave, TCG)"

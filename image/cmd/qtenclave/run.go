@@ -121,6 +121,7 @@ type runOptions struct {
 	moduleID     string
 	append       string
 	verbose      bool
+	icount       string // -icount shift, "" = off
 }
 
 // parseRunArgs parses flags given before or after the EIF path.
@@ -143,6 +144,7 @@ func parseRunArgs(args []string, stderr io.Writer) (*runOptions, error) {
 	fs.StringVar(&o.parentID, "parent-id", "", "parent instance ID (measured into PCR4)")
 	fs.StringVar(&o.moduleID, "module-id", "", "secure module ID the enclave sees (default i-<random>-enc<random>)")
 	fs.StringVar(&o.append, "append", "", "extra kernel command line (not measured)")
+	fs.StringVar(&o.icount, "icount", "", "run TCG with -icount shift=`N` (0..10): guest time counts instructions (2^N ns each), not host time, so timings measure the guest's work rather than the emulator's and the host's load; much slower (one vCPU runs at a time)")
 	fs.BoolVar(&o.verbose, "v", false, "log the parent's vsock and vhost-user diagnostics to stderr")
 	var positional []string
 	rest := args
@@ -156,6 +158,11 @@ func parseRunArgs(args []string, stderr io.Writer) (*runOptions, error) {
 		}
 		positional = append(positional, rest[0])
 		rest = rest[1:]
+	}
+	if o.icount != "" {
+		if n, err := strconv.Atoi(o.icount); err != nil || n < 0 || n > 10 || strconv.Itoa(n) != o.icount {
+			return nil, fmt.Errorf("--icount %q: want a shift from 0 to 10", o.icount)
+		}
 	}
 	if len(positional) != 1 {
 		fs.Usage()
@@ -243,10 +250,31 @@ func qemuArgs(o *runOptions, sock string, cpus, memMiB, tscKHz int, dataDirs []s
 		"-smp", strconv.Itoa(cpus),
 		"-m", strconv.Itoa(memMiB),
 	}
+	if o.icount != "" {
+		// icount needs the single-threaded TCG; sleep=on lets guest time
+		// run on with real time while every vCPU is idle (waits on the
+		// parent stay real).
+		args = append(args, "-icount", "shift="+o.icount+",sleep=on")
+	}
 	for _, d := range dataDirs {
 		args = append(args, "-L", d)
 	}
 	return append(args, "-append", strings.Join(cmdline, " "))
+}
+
+// guestTSCkHz is the TSC frequency to tell the guest kernel (0: let it
+// calibrate): the host's, which TCG passes through, or 1 GHz under icount,
+// where the TSC counts virtual nanoseconds.
+func guestTSCkHz(o *runOptions) int {
+	if o.icount != "" {
+		return 1000000
+	}
+	ci, err := os.Open("/proc/cpuinfo")
+	if err != nil {
+		return 0
+	}
+	defer ci.Close()
+	return hostTSCkHz(ci)
 }
 
 func randomModuleID() string {
@@ -336,11 +364,7 @@ func bootEnclave(o *runOptions, sigc <-chan os.Signal, stdout, stderr io.Writer)
 		go parent.Forward(sctx, l, fw.port)
 	}
 
-	tsc := 0
-	if ci, err := os.Open("/proc/cpuinfo"); err == nil {
-		tsc = hostTSCkHz(ci)
-		ci.Close()
-	}
+	tsc := guestTSCkHz(o)
 	var dataDirs []string
 	for _, d := range []string{"/usr/share/seabios", "/usr/share/qemu"} {
 		if st, err := os.Stat(d); err == nil && st.IsDir() {

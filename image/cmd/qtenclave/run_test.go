@@ -60,7 +60,7 @@ func TestParseRunArgs(t *testing.T) {
 	if o.eif != "app.eif" || o.cpus != 1 || o.memMiB != 512 || len(o.forwards) != 2 || o.timeout != 3*time.Second || o.cid != 4 {
 		t.Errorf("parseRunArgs = %+v", o)
 	}
-	for _, args := range [][]string{{}, {"a.eif", "b.eif"}, {"--cid", "3", "a.eif"}, {"--bogus", "a.eif"}, {"--cpus", "-1", "a.eif"}} {
+	for _, args := range [][]string{{}, {"a.eif", "b.eif"}, {"--cid", "3", "a.eif"}, {"--bogus", "a.eif"}, {"--cpus", "-1", "a.eif"}, {"--icount", "11", "a.eif"}, {"--icount", "-1", "a.eif"}, {"--icount", "x", "a.eif"}} {
 		if _, err := parseRunArgs(args, &bytes.Buffer{}); err == nil {
 			t.Errorf("parseRunArgs(%q) = nil error", args)
 		}
@@ -85,6 +85,22 @@ func TestQEMUArgs(t *testing.T) {
 	}
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("qemuArgs =\n%q\nwant\n%q", got, want)
+	}
+}
+
+func TestQEMUArgsIcount(t *testing.T) {
+	o, err := parseRunArgs([]string{"--icount", "0", "app.eif"}, &bytes.Buffer{})
+	if err != nil {
+		t.Fatalf("parseRunArgs(--icount 0): %v", err)
+	}
+	if got := guestTSCkHz(o); got != 1000000 {
+		t.Errorf("guestTSCkHz(--icount 0) = %d, want 1000000 (1 GHz: the TSC counts virtual ns)", got)
+	}
+	got := strings.Join(qemuArgs(o, "/s", 2, 1024, guestTSCkHz(o), nil), " ")
+	for _, want := range []string{" -icount shift=0,sleep=on ", " tsc_early_khz=1000000"} {
+		if !strings.Contains(got, want) {
+			t.Errorf("qemuArgs(--icount 0) = %q, want it to contain %q", got, want)
+		}
 	}
 }
 
