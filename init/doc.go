@@ -14,6 +14,7 @@
 //	init/user        Docker USER resolution against /etc/passwd and /etc/group
 //	init/workload    Entrypoint+Cmd, env, PATH lookup, WORKDIR, USER
 //	init/netlo       lo up with 127.0.0.1/8 and ::1
+//	init/listen      the agent's socket, created by init (socket activation)
 //	init/reaper      the one wait4(-1) and signal owner
 //	init/supervise   qtsm-agent restarts with back-off
 //	init/status      exit codes, the status line, the report to the parent
@@ -64,19 +65,25 @@
 //     was found and the manifest does not say "agent": false. Contract 8:
 //     init opens the binary before the switch root (close-on-exec, at
 //     descriptor 10 or above) and execs it after the switch as
-//     /proc/self/fd/N, so nothing is copied into the workload's root. It
-//     runs as root with
-//     "--socket /run/qtsm.sock --device <dev> [--group <gid>] --ready-fd 3"
-//     (--group is the workload's primary group when not 0, so a non-root
-//     workload can connect and extend PCRs), its output prefixed
-//     "qtsm-agent: ", restarted with back-off 100 ms doubling to 10 s when
-//     it dies. The workload is prepared (step 8's resolution) just before
-//     the agent starts; while the agent starts, init waits for lo
+//     /proc/self/fd/N, so nothing is copied into the workload's root. The
+//     workload is prepared (step 8's resolution) first, because the agent's
+//     socket belongs to its group. Socket activation (package init/listen):
+//     init creates /run/qtsm.sock itself, listening, mode 0660, group the
+//     workload's primary group, and passes it to the agent as descriptor 3;
+//     init keeps it and gives the same socket to every restarted instance.
+//     The agent runs as root with
+//     "--socket /run/qtsm.sock --listen-fd 3 --device <dev> [--group <gid>] --ready-fd 4"
+//     (--group when the workload's group is not 0: it may extend and lock
+//     PCRs), its output prefixed "qtsm-agent: ", restarted with back-off
+//     100 ms doubling to 10 s when it dies. init does not wait for it: a
+//     connection made before the agent is ready waits in the socket's
+//     backlog until the agent accepts it. The "agent-ready" step line is
+//     written whenever the agent reports ready (within 2 s, else a failure
+//     line; it stays supervised either way). Meanwhile init waits for lo
 //     (127.0.0.1/8, ::1; brought up concurrently since step 1, its step
 //     line appears here), sets the hostname (manifest, default "enclave"),
 //     writes /etc/hosts if absent and sets RLIMIT_NOFILE (manifest
-//     nofile_limit, default 65536); then it waits up to 2 s for the
-//     agent's "ready".
+//     nofile_limit, default 65536).
 //  8. The workload, as Docker runs it: Entrypoint+Cmd; PATH (Docker's
 //     default), HOSTNAME, the image's Env (later entries win), HOME from the
 //     user; argv[0] looked up in the image's PATH; working directory
@@ -111,7 +118,7 @@
 //	init: error: <text>
 //	init: debug: <text>                                  (qtenclave.debug=1)
 //	init: ready in <d>ms (heartbeat <h>ms excluded)
-//	init: own time <d>ms (waits excluded: heartbeat <h>ms, device <d>ms, crng <c>ms, agent <a>ms)
+//	init: own time <d>ms (waits excluded: heartbeat <h>ms, device <d>ms, crng <c>ms)
 //	init: workload pid <pid> exited with status <n>
 //	init: workload pid <pid> killed by signal <n> (<name>)
 //	qtsm-agent: <the agent's own line>
@@ -120,14 +127,16 @@
 //
 // Step names, in order: devtmpfs, console, cmdline, modules, device,
 // entropy, heartbeat, config, agent-open, switch-root, mounts, workload,
-// agent-start, loopback, hostname, hosts, rlimits, agent-ready, exec (then,
-// at the end, agent-stop and report). Only config, heartbeat, switch-root,
+// agent-start, loopback, hostname, hosts, rlimits, exec (then, at the end,
+// agent-stop and report); agent-ready comes whenever the agent is ready,
+// usually after exec. Only config, heartbeat, switch-root,
 // mounts, workload and exec end the boot when they fail; the others are
 // reported and the boot goes on.
 //
 // "ready" is the time from init's start to the workload's successful exec
-// minus the heartbeat; "own time" also leaves out the waits for the device,
-// the CRNG and the agent. The status line is parsed by status.ParseLine.
+// minus the heartbeat; "own time" also leaves out the waits for the device
+// and the CRNG (nothing waits for the agent). The status line is parsed by
+// status.ParseLine.
 //
 // # Boot time
 //

@@ -55,6 +55,9 @@ type Machine interface {
 	OpenExec(name string) (execPath string, release func(), err error)
 	// ReopenConsole puts /dev/console on descriptors 0, 1 and 2.
 	ReopenConsole() error
+	// ListenUnix creates a listening Unix stream socket at path with mode
+	// and, when gid >= 0, group gid (see package listen).
+	ListenUnix(path string, mode fs.FileMode, gid int) (*os.File, error)
 	Sethostname(name string) error
 	SetNofile(n uint64) error
 	Loopback() (netlo.Result, error)
@@ -98,7 +101,7 @@ type Options struct {
 	TimeSync    heartbeat.Hook
 	AgentPath   string        // default "/qtsm-agent" in the bootstrap ramdisk
 	AgentSocket string        // default "/run/qtsm.sock"
-	AgentWait   time.Duration // bound on the wait for the agent's readiness (default 2s)
+	AgentWait   time.Duration // how long the agent's readiness is watched for, to log it (default 2s)
 	AgentStop   time.Duration // SIGTERM-to-SIGKILL delay when stopping it (default 2s)
 	Nofile      uint64        // RLIMIT_NOFILE for the workload (default 65536; the manifest overrides)
 	Hostname    string        // default "enclave" (the manifest overrides)
@@ -176,12 +179,13 @@ type Boot struct {
 	device    string // secure-module device path, "" if none
 	heartbeat time.Duration
 	// Waits for other parties, excluded from init's own time.
-	deviceWait, crngWait, agentWait time.Duration
-	agent                           *supervise.Supervisor
-	agentOut                        *os.File      // init's copy of the write end of the agent's output pipe
-	agentDone                       chan struct{} // closed when all agent output is on the console
-	release                         []func()
-	afterExec                       func() // runs once the workload has started
+	deviceWait, crngWait time.Duration
+	agent                *supervise.Supervisor
+	agentOut             *os.File      // init's copy of the write end of the agent's output pipe
+	agentDone            chan struct{} // closed when all agent output is on the console
+	agentReady           chan struct{} // closed when the agent-ready line is written
+	release              []func()
+	afterExec            func() // runs once the workload has started
 }
 
 // Knobs are the kernel command-line settings in effect (after Run).
@@ -480,12 +484,20 @@ func (b *Boot) run() (status.Status, error) {
 		}
 		return status.Status{}, &fatal{status.Failed(status.Internal), err}
 	}
-	// 8. The agent starts now and gets ready while init finishes.
-	var agentReady func() (string, error)
+	// 8. The agent starts now, on a socket init has created (socket
+	// activation): the workload may connect at once, so nobody waits for
+	// the agent; its readiness is logged when it comes.
 	b.step("agent-start", func() (string, error) {
-		var err error
-		agentReady, err = b.startAgent(agentExec, spec.User.GID)
-		return "", err
+		ready, err := b.startAgent(agentExec, spec.User.GID)
+		if err != nil {
+			return "", err
+		}
+		b.agentReady = make(chan struct{})
+		go func() {
+			defer close(b.agentReady)
+			b.log(b.do("agent-ready", recovered(ready)))
+		}()
+		return fmt.Sprintf("%s listening, handed over", b.Opts.AgentSocket), nil
 	})
 
 	joinLoopback() // if the boot fails earlier, its result is not logged
@@ -495,11 +507,6 @@ func (b *Boot) run() (status.Status, error) {
 		return fmt.Sprintf("nofile %d", nofile), b.M.SetNofile(nofile)
 	})
 
-	if agentReady != nil {
-		t0 := time.Now()
-		b.step("agent-ready", agentReady)
-		b.agentWait = time.Since(t0)
-	}
 	var pid int
 	var done <-chan reaper.Status
 	if err := b.step("exec", func() (string, error) {
@@ -530,9 +537,9 @@ func (b *Boot) run() (status.Status, error) {
 		b.Con.Debugf("since start: user %s, system %s (all threads; tick-sampled); so far: page faults %d minor, %d major; max RSS %d KiB",
 			Ms(time.Duration(ru.Utime.Nano()-b.ru0.Utime.Nano())), Ms(time.Duration(ru.Stime.Nano()-b.ru0.Stime.Nano())), ru.Minflt, ru.Majflt, ru.Maxrss)
 	}
-	own := ready - b.deviceWait - b.crngWait - b.agentWait
-	b.Con.Logf("own time %s (waits excluded: heartbeat %s, device %s, crng %s, agent %s)",
-		Ms(own), Ms(b.heartbeat), Ms(b.deviceWait), Ms(b.crngWait), Ms(b.agentWait))
+	own := ready - b.deviceWait - b.crngWait
+	b.Con.Logf("own time %s (waits excluded: heartbeat %s, device %s, crng %s)",
+		Ms(own), Ms(b.heartbeat), Ms(b.deviceWait), Ms(b.crngWait))
 
 	ws := <-done
 	b.Procs.ForwardTo(0)
@@ -662,12 +669,19 @@ func (b *Boot) openAgent(m *launch.Manifest) string {
 	return p
 }
 
-// startAgent starts the supervised agent; the returned function waits for
-// its readiness.
+// startAgent creates the agent's socket and starts the supervised agent on
+// it; the returned function waits for its readiness.
 func (b *Boot) startAgent(execPath string, gid uint32) (func() (string, error), error) {
 	if execPath == "" {
 		return nil, skipf("not started")
 	}
+	// Mode 0660 and the workload's group: it may connect (and extend and
+	// lock PCRs 16-31, by the agent's --group policy); root may anyway.
+	sock, err := b.M.ListenUnix(b.Opts.AgentSocket, 0o660, int(gid))
+	if err != nil {
+		return nil, err
+	}
+	b.release = append(b.release, func() { sock.Close() })
 	out, outW, err := os.Pipe()
 	if err != nil {
 		return nil, err
@@ -684,13 +698,13 @@ func (b *Boot) startAgent(execPath string, gid uint32) (func() (string, error), 
 	var readyR *os.File
 	first := true
 	start := func() (int, <-chan reaper.Status, error) {
-		argv := []string{"qtsm-agent", "--socket", b.Opts.AgentSocket, "--device", b.device}
+		// Every instance gets the same socket as descriptor 3.
+		argv := []string{"qtsm-agent", "--socket", b.Opts.AgentSocket, "--listen-fd", "3", "--device", b.device}
 		if gid != 0 {
-			// The workload's group may connect (mode 0660) and extend and
-			// lock PCRs 16-31; root may anyway.
 			argv = append(argv, "--group", strconv.FormatUint(uint64(gid), 10))
 		}
-		p := Proc{Path: execPath, Env: []string{"PATH=" + launch.DefaultPath}, Dir: "/", Setsid: true, Stdout: outW, Stderr: outW}
+		p := Proc{Path: execPath, Env: []string{"PATH=" + launch.DefaultPath}, Dir: "/", Setsid: true, Stdout: outW, Stderr: outW,
+			Extra: []*os.File{sock}}
 		var readyW *os.File
 		if first {
 			first = false
@@ -698,8 +712,8 @@ func (b *Boot) startAgent(execPath string, gid uint32) (func() (string, error), 
 			if readyR, readyW, err = os.Pipe(); err != nil {
 				return 0, nil, err
 			}
-			argv = append(argv, "--ready-fd", "3")
-			p.Extra = []*os.File{readyW}
+			argv = append(argv, "--ready-fd", "4")
+			p.Extra = append(p.Extra, readyW)
 		}
 		p.Argv = argv
 		pid, done, err := b.Procs.Start(p)
@@ -726,12 +740,12 @@ func (b *Boot) startAgent(execPath string, gid uint32) (func() (string, error), 
 		readyR.SetReadDeadline(time.Now().Add(b.Opts.AgentWait))
 		line, err := bufio.NewReader(readyR).ReadString('\n')
 		if line == "ready\n" {
-			return fmt.Sprintf("pid %d listening on %s", pid, b.Opts.AgentSocket), nil
+			return fmt.Sprintf("pid %d serving %s", pid, b.Opts.AgentSocket), nil
 		}
 		if errors.Is(err, os.ErrDeadlineExceeded) {
-			return "", fmt.Errorf("qtsm-agent not ready after %v (continuing; it stays supervised)", b.Opts.AgentWait)
+			return "", fmt.Errorf("qtsm-agent not ready after %v (it stays supervised; connections wait)", b.Opts.AgentWait)
 		}
-		return "", fmt.Errorf("qtsm-agent exited before it was ready (continuing; it stays supervised)")
+		return "", fmt.Errorf("qtsm-agent exited before it was ready (it stays supervised; connections wait)")
 	}
 	return wait, nil
 }
@@ -742,6 +756,9 @@ func (b *Boot) stopAgent() {
 	}
 	a := b.agent
 	b.agent = nil
+	if b.agentReady != nil {
+		<-b.agentReady // bounded by AgentWait
+	}
 	t0 := time.Now()
 	a.Stop(b.Opts.AgentStop)
 	b.drainAgent()

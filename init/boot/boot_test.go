@@ -2,6 +2,8 @@ package boot
 
 import (
 	"fmt"
+	"io"
+	"net"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -177,7 +179,8 @@ func TestSequence(t *testing.T) {
 		"mount proc /proc proc",
 		"mount tmpfs /tmp tmpfs 0x6",
 		"symlink /dev/fd",
-		"start /proc/self/fd/100", // 7. agent before the workload
+		"listen /run/qtsm.sock 0660 1000", // 7. the agent's socket, then the agent, before the workload
+		"start /proc/self/fd/100",
 		"hostname enc1", "write /etc/hosts", "nofile 4096",
 		"start /bin/app", // 8. the workload
 		"exit 43",
@@ -207,7 +210,7 @@ func TestSequence(t *testing.T) {
 		t.Errorf("workload dir %q setsid %v cred %+v", w.Dir, w.Setsid, w.Cred)
 	}
 	a, _ := r.procs.byPath("/proc/self/fd/100")
-	if want := []string{"qtsm-agent", "--socket", "/run/qtsm.sock", "--device", "/dev/nsm", "--group", "1000", "--ready-fd", "3"}; !slices.Equal(a.Argv, want) {
+	if want := []string{"qtsm-agent", "--socket", "/run/qtsm.sock", "--listen-fd", "3", "--device", "/dev/nsm", "--group", "1000", "--ready-fd", "4"}; !slices.Equal(a.Argv, want) {
 		t.Errorf("agent argv = %q, want %q", a.Argv, want)
 	}
 	if got := r.parent.got(); !slices.Equal(got, []string{"EXIT 3\n"}) {
@@ -224,10 +227,11 @@ func TestSequence(t *testing.T) {
 		`(?m)^init: step heartbeat ok in \d+\.\d{3}ms: 3:9000 after 1 attempt\(s\)$`,
 		`(?m)^init: step config ok in \d+\.\d{3}ms: /launch.json, argv \["app" "--serve" "x y"\]$`,
 		`(?m)^init: step switch-root ok in \d+\.\d{3}ms: /rootfs$`,
-		`(?m)^init: step agent-ready ok in \d+\.\d{3}ms: pid 42 listening on /run/qtsm.sock$`,
+		`(?m)^init: step agent-start ok in \d+\.\d{3}ms: /run/qtsm.sock listening, handed over$`,
+		`(?m)^init: step agent-ready ok in \d+\.\d{3}ms: pid 42 serving /run/qtsm.sock$`,
 		`(?m)^init: step workload ok in \d+\.\d{3}ms: /bin/app as 1000:1000 in /home/app$`,
 		`(?m)^init: ready in \d+\.\d{3}ms \(heartbeat \d+\.\d{3}ms excluded\)$`,
-		`(?m)^init: own time -?\d+\.\d{3}ms \(waits excluded: heartbeat \d+\.\d{3}ms, device \d+\.\d{3}ms, crng \d+\.\d{3}ms, agent \d+\.\d{3}ms\)$`,
+		`(?m)^init: own time -?\d+\.\d{3}ms \(waits excluded: heartbeat \d+\.\d{3}ms, device \d+\.\d{3}ms, crng \d+\.\d{3}ms\)$`,
 		`(?m)^qtsm-agent: listening on /run/qtsm.sock \(device /dev/nsm\)$`,
 		`(?m)^init: workload pid 43 exited with status 3$`,
 		`(?m)^qtenclave-exit: code=3 signal=0 reason=exited$`,
@@ -552,5 +556,74 @@ func TestQuoteList(t *testing.T) {
 		if got, want := quoteList(ss), fmt.Sprintf("%q", ss); got != want {
 			t.Errorf("quoteList(%#v) = %s, want %s", ss, got, want)
 		}
+	}
+}
+
+// TestAgentSocketActivation: the workload starts without waiting for the
+// agent and connects at once; its connection waits in the socket init
+// created until the agent, slow to get ready, accepts it.
+func TestAgentSocketActivation(t *testing.T) {
+	tree := baseTree()
+	tree["cmd"] = entry{"/bin/app\n", 0}
+	tree["qtsm-agent"] = entry{"agent", 0o755}
+	tree["dev/nsm"] = entry{"", 0}
+	r := newRig(t, tree, "")
+	r.procs.agent = func(p Proc, kill <-chan syscall.Signal) syscall.WaitStatus {
+		time.Sleep(300 * time.Millisecond) // a slow start
+		l, err := net.FileListener(p.Extra[0])
+		if err != nil {
+			return exitCode(1)
+		}
+		defer l.Close()
+		p.Extra[1].Write([]byte("ready\n"))
+		go func() {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			defer c.Close()
+			b := make([]byte, 4)
+			if _, err := io.ReadFull(c, b); err == nil && string(b) == "ping" {
+				c.Write([]byte("pong"))
+			}
+		}()
+		for s := range kill {
+			if s == syscall.SIGTERM || s == syscall.SIGKILL {
+				return syscall.WaitStatus(s)
+			}
+		}
+		return 0
+	}
+	sock := filepath.Join(r.dir, "rootfs/run/qtsm.sock")
+	r.procs.workload = func(Proc, <-chan syscall.Signal) syscall.WaitStatus {
+		c, err := net.DialTimeout("unix", sock, time.Second)
+		if err != nil {
+			t.Errorf("workload: dial %s: %v", sock, err)
+			return exitCode(1)
+		}
+		defer c.Close()
+		c.SetDeadline(time.Now().Add(10 * time.Second))
+		b := make([]byte, 4)
+		if _, err := c.Write([]byte("ping")); err != nil {
+			t.Errorf("workload: write: %v", err)
+			return exitCode(1)
+		}
+		if _, err := io.ReadFull(c, b); err != nil || string(b) != "pong" {
+			t.Errorf("workload: agent answered %q, %v; want pong", b, err)
+			return exitCode(1)
+		}
+		return exitCode(0)
+	}
+	st := r.finish(t)
+	out := r.out.String()
+	if st != status.Exit(0) {
+		t.Errorf("status = %+v, want exit 0; console:\n%s", st, out)
+	}
+	exec, ready := strings.Index(out, "init: step exec ok"), strings.Index(out, "init: step agent-ready ok")
+	if exec < 0 || ready < 0 || exec > ready {
+		t.Errorf("the workload was not started before the agent was ready (exec line at %d, agent-ready at %d):\n%s", exec, ready, out)
+	}
+	if fi, err := os.Lstat(sock); err != nil || fi.Mode()&os.ModeSocket == 0 || fi.Mode().Perm() != 0o660 {
+		t.Errorf("agent socket %s = %v, %v; want a 0660 socket", sock, fi, err)
 	}
 }

@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/qtenclave/enclave/init/listen"
 	"github.com/qtenclave/enclave/init/netlo"
 	"github.com/qtenclave/enclave/init/reaper"
 	"github.com/qtenclave/enclave/init/vsock"
@@ -164,6 +165,12 @@ func (m *fakeMachine) SetNofile(n uint64) error      { return m.op(fmt.Sprintf("
 func (m *fakeMachine) Loopback() (netlo.Result, error) {
 	return m.loopback, m.op("loopback")
 }
+func (m *fakeMachine) ListenUnix(path string, mode fs.FileMode, gid int) (*os.File, error) {
+	if err := m.op(fmt.Sprintf("listen %s %#o %d", path, mode, gid)); err != nil {
+		return nil, err
+	}
+	return listen.Unix(m.host(path), mode, -1)
+}
 func (m *fakeMachine) Sync()         { m.op("sync") }
 func (m *fakeMachine) Reboot() error { return m.op("reboot") }
 
@@ -190,8 +197,8 @@ func exitCode(n int) syscall.WaitStatus { return syscall.WaitStatus(n << 8) }
 
 func agentObedient(p Proc, kill <-chan syscall.Signal) syscall.WaitStatus {
 	fmt.Fprintf(p.Stdout, "qtsm-agent: listening on /run/qtsm.sock (device /dev/nsm)\n")
-	if len(p.Extra) > 0 {
-		p.Extra[0].Write([]byte("ready\n"))
+	if len(p.Extra) > 1 {
+		p.Extra[1].Write([]byte("ready\n"))
 	}
 	for s := range kill {
 		if s == syscall.SIGTERM || s == syscall.SIGKILL {

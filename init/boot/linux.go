@@ -12,6 +12,7 @@ import (
 	"github.com/qtenclave/enclave/init/console"
 	"github.com/qtenclave/enclave/init/entropy"
 	"github.com/qtenclave/enclave/init/kmod"
+	"github.com/qtenclave/enclave/init/listen"
 	"github.com/qtenclave/enclave/init/mount"
 	"github.com/qtenclave/enclave/init/netlo"
 	"github.com/qtenclave/enclave/init/reaper"
@@ -95,6 +96,11 @@ func (Linux) ReopenConsole() error {
 		unix.Close(fd)
 	}
 	return nil
+}
+
+// ListenUnix implements Machine.
+func (Linux) ListenUnix(path string, mode fs.FileMode, gid int) (*os.File, error) {
+	return listen.Unix(path, mode, gid)
 }
 
 // Sethostname implements Machine.

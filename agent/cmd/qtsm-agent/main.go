@@ -6,7 +6,14 @@
 //
 //	qtsm-agent [--socket /run/qtsm.sock] [--mode 0660] [--group NAME|GID]
 //	           [--device auto|/dev/nsm|/dev/qtsm|PATH] [--sim[=nitro|qingtian]]
-//	           [--timeout 30s] [--max-queue 1024] [--ready-fd N]
+//	           [--timeout 30s] [--max-queue 1024] [--ready-fd N] [--listen-fd N]
+//
+// With --listen-fd (socket activation, how init starts it) the agent serves
+// the listening socket it inherits as that descriptor: whoever started it
+// created the socket at --socket, with its mode and group, and keeps it, so
+// connections made before the agent is ready, or while it restarts, wait
+// in the socket's backlog instead of being refused. --mode does not apply
+// then, and the socket is not removed when the agent stops.
 //
 // When it accepts connections it prints one line,
 // "qtsm-agent: listening on SOCKET (device DEVICE)", and, with --ready-fd,
@@ -22,6 +29,7 @@ import (
 	"fmt"
 	"io"
 	"log"
+	"net"
 	"net/http"
 	"os"
 	"os/signal"
@@ -84,10 +92,11 @@ type config struct {
 	timeout    time.Duration
 	maxQueue   int
 	readyFD    int
+	listenFD   int
 }
 
 func parseFlags(args []string, stderr io.Writer) (*config, error) {
-	c := &config{group: -1, readyFD: -1}
+	c := &config{group: -1, readyFD: -1, listenFD: -1}
 	fs := flag.NewFlagSet("qtsm-agent", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.StringVar(&c.socket, "socket", api.DefaultSocket, "Unix socket to listen on")
@@ -99,6 +108,7 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 	fs.DurationVar(&c.timeout, "timeout", agent.DefaultTimeout, "deadline of every request, queueing included")
 	fs.IntVar(&c.maxQueue, "max-queue", agent.DefaultMaxQueue, "requests that may wait for the device before 503 Busy")
 	fs.IntVar(&c.readyFD, "ready-fd", -1, `write "ready\n" to this descriptor and close it once listening`)
+	fs.IntVar(&c.listenFD, "listen-fd", -1, "serve the listening Unix socket inherited as this descriptor (socket activation; --socket names it)")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}
@@ -122,6 +132,9 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 	}
 	if c.maxQueue < 1 {
 		return nil, errors.New("--max-queue must be at least 1")
+	}
+	if c.listenFD >= 0 && c.listenFD < 3 {
+		return nil, fmt.Errorf("--listen-fd %d: want a descriptor above 2", c.listenFD)
 	}
 	if c.sim.on && c.device != "auto" {
 		return nil, errors.New("--sim and --device are exclusive")
@@ -214,7 +227,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		cfg.Policy.Groups = []uint32{uint32(c.group)}
 	}
 	srv := agent.New(cfg)
-	l, err := agent.Listen(c.socket, c.mode, c.group)
+	l, err := listen(c)
 	if err != nil {
 		logger.Print(err)
 		srv.Shutdown(context.Background())
@@ -257,11 +270,34 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	return code
 }
 
-// stopServer removes the socket path (so nobody connects to a closing
-// agent), then shuts the server down; it returns served for the caller to
-// drain.
+// listen creates the socket, or takes the inherited one.
+func listen(c *config) (net.Listener, error) {
+	if c.listenFD < 0 {
+		return agent.Listen(c.socket, c.mode, c.group)
+	}
+	f := os.NewFile(uintptr(c.listenFD), c.socket)
+	if f == nil {
+		return nil, fmt.Errorf("--listen-fd %d: not a descriptor", c.listenFD)
+	}
+	defer f.Close() // FileListener has its own copy
+	l, err := net.FileListener(f)
+	if err != nil {
+		return nil, fmt.Errorf("--listen-fd %d: %w", c.listenFD, err)
+	}
+	if _, ok := l.(*net.UnixListener); !ok {
+		l.Close()
+		return nil, fmt.Errorf("--listen-fd %d: not a Unix stream socket (%s)", c.listenFD, l.Addr().Network())
+	}
+	return l, nil
+}
+
+// stopServer removes the socket path unless it was inherited (so nobody
+// connects to a closing agent), then shuts the server down; it returns
+// served for the caller to drain.
 func stopServer(logger *log.Logger, c *config, srv *agent.Server, served chan error, code *int) chan error {
-	os.Remove(c.socket)
+	if c.listenFD < 0 {
+		os.Remove(c.socket)
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), c.timeout+5*time.Second)
 	defer cancel()
 	if err := srv.Shutdown(ctx); err != nil {

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"net"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -49,6 +50,7 @@ func TestFlags(t *testing.T) {
 		{[]string{"--sim=bogus"}, 2, "want nitro or qingtian"},
 		{[]string{"--sim", "--device", "/dev/nsm"}, 2, "exclusive"},
 		{[]string{"extra"}, 2, "unexpected arguments"},
+		{[]string{"--listen-fd", "1"}, 2, "--listen-fd 1: want a descriptor above 2"},
 		{[]string{"--device", "/nonexistent/nsm"}, 1, "open secure module /nonexistent/nsm"},
 		{[]string{"--device-wait", "100ms"}, 1, "no secure-module device"},
 	} {
@@ -125,6 +127,72 @@ func TestRunSimulator(t *testing.T) {
 				t.Errorf("socket after stop: %v, want removed", err)
 			}
 		})
+	}
+}
+
+// TestRunSocketActivation: the agent serves a listening socket it inherits
+// (--listen-fd), including a connection made before it started, and leaves
+// the socket to its owner when it stops.
+func TestRunSocketActivation(t *testing.T) {
+	if !haveSim {
+		t.Skip("skipped: built with -tags nosim")
+	}
+	sock := filepath.Join(t.TempDir(), "qtsm.sock")
+	ul, err := net.ListenUnix("unix", &net.UnixAddr{Name: sock, Net: "unix"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ul.SetUnlinkOnClose(false)
+	f, err := ul.File() // the descriptor init would pass; a dup the agent closes
+	if err != nil {
+		t.Fatal(err)
+	}
+	ul.Close()
+	defer f.Close()
+	fd, err := syscall.Dup(int(f.Fd()))
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	// An application connects before the agent runs.
+	early := make(chan error, 1)
+	go func() {
+		_, err := client.New(sock).Describe(context.Background())
+		early <- err
+	}()
+	time.Sleep(50 * time.Millisecond)
+
+	ctx, stop := context.WithCancel(context.Background())
+	var logs syncBuffer
+	done := make(chan int, 1)
+	go func() { done <- run(ctx, []string{"--sim", "--socket", sock, "--listen-fd", itoa(fd)}, &logs, &logs) }()
+	select {
+	case err := <-early:
+		if err != nil {
+			t.Errorf("Describe() made before the agent started = %v (logs: %s)", err, logs.String())
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatalf("the early connection was not served (logs: %s)", logs.String())
+	}
+	stop()
+	if code := <-done; code != 0 {
+		t.Errorf("run() after stop = %d, want 0 (logs: %s)", code, logs.String())
+	}
+	if fi, err := os.Lstat(sock); err != nil || fi.Mode()&os.ModeSocket == 0 {
+		t.Errorf("inherited socket after stop: %v, %v; want it left in place", fi, err)
+	}
+	// Still listening (the owner's copy): a new connection is accepted by
+	// the kernel and waits for the next agent.
+	c, err := net.DialTimeout("unix", sock, time.Second)
+	if err != nil {
+		t.Errorf("dial after the agent stopped = %v, want a queued connection", err)
+	} else {
+		c.Close()
+	}
+
+	var errb syncBuffer
+	if code := run(context.Background(), []string{"--sim", "--listen-fd", "99"}, &errb, &errb); code != 1 || !strings.Contains(errb.String(), "--listen-fd 99") {
+		t.Errorf("qtsm-agent --listen-fd 99 (closed) = %d %q, want 1 and an error naming it", code, errb.String())
 	}
 }
 

@@ -8,6 +8,7 @@ import (
 	"debug/elf"
 	"encoding/hex"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"os/signal"
@@ -215,18 +216,54 @@ func okFail(err error) string {
 	return "ok"
 }
 
+// agentMain serves the socket init hands over (descriptor 3): "ping" ->
+// "pong", and reports ready on descriptor 4. (Raw syscalls: package net
+// would make this test binary dynamically linked, and it must run inside
+// the test root.)
 func agentMain() int {
 	fmt.Println("qtsm-agent: listening on /run/qtsm.sock (args " + strings.Join(os.Args[1:], " ") + ")")
-	if err := os.WriteFile("/run/qtsm.sock", nil, 0o666); err != nil {
-		fmt.Println("qtsm-agent: cannot create socket:", err)
-		return 1
-	}
-	os.NewFile(3, "ready").Write([]byte("ready\n"))
+	go func() {
+		for {
+			nfd, _, err := unix.Accept(3)
+			if err != nil {
+				fmt.Println("qtsm-agent: accept:", err)
+				return
+			}
+			c := os.NewFile(uintptr(nfd), "conn")
+			b := make([]byte, 4)
+			if _, err := io.ReadFull(c, b); err == nil && string(b) == "ping" {
+				c.Write([]byte("pong"))
+			}
+			c.Close()
+		}
+	}()
+	os.NewFile(4, "ready").Write([]byte("ready\n"))
 	c := make(chan os.Signal, 1)
 	signal.Notify(c, syscall.SIGTERM)
 	<-c
 	fmt.Println("qtsm-agent: stopped")
 	return 0
+}
+
+// askAgent sends "ping" to the agent's socket and expects "pong".
+func askAgent() error {
+	fd, err := unix.Socket(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return err
+	}
+	c := os.NewFile(uintptr(fd), "agent")
+	defer c.Close()
+	if err := unix.Connect(fd, &unix.SockaddrUnix{Name: "/run/qtsm.sock"}); err != nil {
+		return fmt.Errorf("connect /run/qtsm.sock: %w", err)
+	}
+	if _, err := c.Write([]byte("ping")); err != nil {
+		return err
+	}
+	b := make([]byte, 4)
+	if _, err := io.ReadFull(c, b); err != nil || string(b) != "pong" {
+		return fmt.Errorf("agent answered %q, %v", b, err)
+	}
+	return nil
 }
 
 // workloadMain checks, from inside, what init promised, prints one CHECK
@@ -265,8 +302,8 @@ func workloadMain() int {
 	check("nofile", rl.Cur == 4096 && rl.Max == 4096, rl)
 	hosts, _ := os.ReadFile("/etc/hosts")
 	check("hosts", bytes.Contains(hosts, []byte("127.0.1.1\tnsboot")), string(hosts))
-	_, err = os.Stat("/run/qtsm.sock")
-	check("agent-ready", err == nil, err)
+	err = askAgent()
+	check("agent-socket", err == nil, err)
 	_, err = os.Stat("/rootfs")
 	check("old-root-gone", os.IsNotExist(err), err)
 	// Loopback: binding 127.0.0.1 needs the address on lo.
@@ -438,7 +475,8 @@ func TestIntegrationBoot(t *testing.T) {
 		"init: step switch-root ok in",
 		"init: step mounts ok in",
 		"init: step loopback ok in",
-		"qtsm-agent: listening on /run/qtsm.sock (args --socket /run/qtsm.sock --device /fake-nsm --group 1000 --ready-fd 3)\n",
+		"qtsm-agent: listening on /run/qtsm.sock (args --socket /run/qtsm.sock --listen-fd 3 --device /fake-nsm --group 1000 --ready-fd 4)\n",
+		"CHECK agent-socket ok\n",
 		"init: step agent-ready ok in",
 		"CHECK tmp-exec ok\n",
 		"WORKLOAD-GOT-SIGTERM\n",
