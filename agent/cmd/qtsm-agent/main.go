@@ -213,6 +213,13 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	t, device, vendor, err := openDevice(ctx, c)
 	if err != nil {
 		logger.Print(err)
+		if c.listenFD >= 0 {
+			// Connections waiting on the inherited socket get an error
+			// now rather than a wait for an agent that cannot start.
+			if n := rejectPending(c); n > 0 {
+				logger.Printf("closed %d waiting connection(s)", n)
+			}
+		}
 		return 1
 	}
 	cfg := agent.Config{
@@ -289,6 +296,29 @@ func listen(c *config) (net.Listener, error) {
 		return nil, fmt.Errorf("--listen-fd %d: not a Unix stream socket (%s)", c.listenFD, l.Addr().Network())
 	}
 	return l, nil
+}
+
+// rejectPending accepts and closes the connections waiting on the
+// inherited socket; it returns how many there were.
+func rejectPending(c *config) int {
+	l, err := listen(c)
+	if err != nil {
+		return 0
+	}
+	defer l.Close()
+	ul := l.(*net.UnixListener)
+	// A deadline already passed would not even try: a short one takes what
+	// is queued now.
+	ul.SetDeadline(time.Now().Add(20 * time.Millisecond))
+	n := 0
+	for {
+		conn, err := ul.Accept()
+		if err != nil {
+			return n
+		}
+		conn.Close()
+		n++
+	}
 }
 
 // stopServer removes the socket path unless it was inherited (so nobody

@@ -190,6 +190,31 @@ func TestRunSocketActivation(t *testing.T) {
 		c.Close()
 	}
 
+	// An agent that cannot open its device does not leave a waiting
+	// application hanging.
+	waiting := make(chan error, 1)
+	go func() {
+		_, err := client.New(sock).Describe(context.Background())
+		waiting <- err
+	}()
+	time.Sleep(50 * time.Millisecond)
+	fd2, err := syscall.Dup(int(f.Fd()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var errd syncBuffer
+	if code := run(context.Background(), []string{"--device", "/nonexistent/nsm", "--socket", sock, "--listen-fd", itoa(fd2)}, &errd, &errd); code != 1 {
+		t.Errorf("qtsm-agent --device /nonexistent/nsm = %d, want 1 (logs: %s)", code, errd.String())
+	}
+	select {
+	case err := <-waiting:
+		if err == nil {
+			t.Error("Describe() waiting on an agent that failed to start = nil error")
+		}
+	case <-time.After(10 * time.Second):
+		t.Errorf("a connection waiting on an agent that failed to start was left hanging (logs: %s)", errd.String())
+	}
+
 	var errb syncBuffer
 	if code := run(context.Background(), []string{"--sim", "--listen-fd", "99"}, &errb, &errb); code != 1 || !strings.Contains(errb.String(), "--listen-fd 99") {
 		t.Errorf("qtsm-agent --listen-fd 99 (closed) = %d %q, want 1 and an error naming it", code, errb.String())
