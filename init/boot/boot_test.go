@@ -470,12 +470,19 @@ func TestDeviceNeverAppears(t *testing.T) {
 	}
 }
 
-func TestAgentRestartedAndStopped(t *testing.T) {
+// agentRig is a rig whose boot starts the agent: /cmd, /qtsm-agent and a
+// built-in driver's device.
+func agentRig(t *testing.T, device string) *rig {
+	t.Helper()
 	tree := baseTree()
 	tree["cmd"] = entry{"/bin/app\n", 0}
-	tree["qtsm-agent"] = entry{"a", 0o755}
-	tree["dev/qtsm"] = entry{"", 0}
-	r := newRig(t, tree, "")
+	tree["qtsm-agent"] = entry{"agent", 0o755}
+	tree[strings.TrimPrefix(device, "/")] = entry{"", 0}
+	return newRig(t, tree, "")
+}
+
+func TestAgentRestartedAndStopped(t *testing.T) {
+	r := agentRig(t, "/dev/qtsm")
 	var starts int
 	r.procs.agent = func(p Proc, kill <-chan syscall.Signal) syscall.WaitStatus {
 		starts++
@@ -563,11 +570,7 @@ func TestQuoteList(t *testing.T) {
 // agent and connects at once; its connection waits in the socket init
 // created until the agent, slow to get ready, accepts it.
 func TestAgentSocketActivation(t *testing.T) {
-	tree := baseTree()
-	tree["cmd"] = entry{"/bin/app\n", 0}
-	tree["qtsm-agent"] = entry{"agent", 0o755}
-	tree["dev/nsm"] = entry{"", 0}
-	r := newRig(t, tree, "")
+	r := agentRig(t, "/dev/nsm")
 	r.procs.agent = func(p Proc, kill <-chan syscall.Signal) syscall.WaitStatus {
 		time.Sleep(300 * time.Millisecond) // a slow start
 		l, err := net.FileListener(p.Extra[0])
