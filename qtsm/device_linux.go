@@ -5,22 +5,13 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"runtime"
 	"sync"
-	"unsafe"
 
 	"github.com/fxamacker/cbor/v2"
 	"golang.org/x/sys/unix"
-)
 
-// rawMessage is the driver's struct nsm_raw: addresses and lengths of the
-// request and response buffers. resp_len is updated with the length written.
-type rawMessage struct {
-	ReqAddr  uint64
-	ReqLen   uint64
-	RespAddr uint64
-	RespLen  uint64
-}
+	"github.com/qtenclave/enclave/qtsm/device"
+)
 
 // Device is the secure-module character device. It is a Transport.
 type Device struct {
@@ -73,40 +64,15 @@ func (d *Device) RoundTrip(_ context.Context, req []byte) ([]byte, error) {
 		return nil, ErrClosed
 	}
 	resp := make([]byte, d.spec.MaxResponse)
-	msg := &rawMessage{
-		ReqAddr:  uint64(uintptr(unsafe.Pointer(&req[0]))),
-		ReqLen:   uint64(len(req)),
-		RespAddr: uint64(uintptr(unsafe.Pointer(&resp[0]))),
-		RespLen:  uint64(len(resp)),
+	n, err := device.Exchange(d.f, d.spec.Ioctl, req, resp)
+	if errors.Is(err, unix.EMSGSIZE) {
+		return nil, fmt.Errorf("%w: %v", ErrRequestTooLarge, err)
 	}
-	sc, err := d.f.SyscallConn()
 	if err != nil {
-		return nil, fmt.Errorf("qtsm: %s: %w", d.spec.Path, err)
-	}
-	var errno unix.Errno
-	cerr := sc.Control(func(fd uintptr) {
-		_, _, errno = unix.Syscall(unix.SYS_IOCTL, fd, uintptr(d.spec.Ioctl), uintptr(unsafe.Pointer(msg)))
-	})
-	// The kernel read req and wrote resp through the addresses in msg: keep
-	// all three alive until the call has returned.
-	runtime.KeepAlive(req)
-	runtime.KeepAlive(resp)
-	runtime.KeepAlive(msg)
-	if cerr != nil {
-		return nil, fmt.Errorf("qtsm: %s: %w", d.spec.Path, cerr)
-	}
-	if errno != 0 {
-		if errno == unix.EMSGSIZE {
-			return nil, fmt.Errorf("%w: %s: %v", ErrRequestTooLarge, d.spec.Path, errno)
-		}
-		return nil, fmt.Errorf("qtsm: ioctl %s: %w", d.spec.Path, errno)
-	}
-	n := msg.RespLen
-	if n > uint64(len(resp)) {
-		return nil, fmt.Errorf("qtsm: %s: driver reported %d response bytes for a %d-byte buffer", d.spec.Path, n, len(resp))
+		return nil, fmt.Errorf("qtsm: %w", err)
 	}
 	resp = resp[:n]
-	if int(n) == d.spec.MaxResponse && cbor.Wellformed(resp) != nil {
+	if n == d.spec.MaxResponse && cbor.Wellformed(resp) != nil {
 		return nil, fmt.Errorf("%w (%d bytes)", ErrResponseTruncated, n)
 	}
 	return resp, nil

@@ -7,7 +7,9 @@
 //     externally tagged enums exactly as the vendors' Rust/C libraries do.
 //   - Transport (transport.go, device_linux.go): something that exchanges one
 //     encoded request for one encoded response — the real device via its raw
-//     ioctl, the simulator in package sim, or anything else.
+//     ioctl (the ioctl itself and the vendors' numbers are package device,
+//     which init shares without linking the CBOR codec), the simulator in
+//     package sim, or anything else.
 //   - Session (session.go): validates arguments, serialises calls, maps error
 //     responses to *Error, retries GetRandom while the module starts, and
 //     honours context deadlines. Session implements Module, the interface the

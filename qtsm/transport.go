@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"strings"
+
+	"github.com/qtenclave/enclave/qtsm/device"
 )
 
 // Transport exchanges one encoded request for one encoded response. The real
@@ -69,9 +71,9 @@ type DeviceSpec struct {
 var NitroDevice = DeviceSpec{
 	Vendor:      VendorNitro,
 	Path:        "/dev/nsm",
-	Ioctl:       0xC0200A00,
-	MaxRequest:  0x1000,
-	MaxResponse: 0x3000,
+	Ioctl:       device.IoctlRaw,
+	MaxRequest:  device.NitroMaxRequest,
+	MaxResponse: device.NitroMaxResponse,
 }
 
 // QingtianDevice is Huawei's /dev/qtsm. UNVERIFIED on hardware: Huawei's
@@ -80,9 +82,9 @@ var NitroDevice = DeviceSpec{
 var QingtianDevice = DeviceSpec{
 	Vendor:      VendorQingtian,
 	Path:        "/dev/qtsm",
-	Ioctl:       0xC0200A00,
-	MaxRequest:  0x1000,
-	MaxResponse: 0x6000,
+	Ioctl:       device.IoctlRaw,
+	MaxRequest:  device.QingtianMaxRequest,
+	MaxResponse: device.QingtianMaxResponse,
 }
 
 // DeviceSpecs lists the known devices in detection order.

@@ -3,23 +3,11 @@ package entropy
 import (
 	"context"
 	"errors"
-	"fmt"
 	"os"
-	"runtime"
 	"strings"
 	"sync"
-	"unsafe"
 
-	"golang.org/x/sys/unix"
-)
-
-// The secure-module raw ioctl, as in qtsm.DeviceSpec (checked in tests):
-// NSM_IOCTL_RAW = _IOWR(0x0A, 0, struct nsm_raw{u64 req_addr, req_len,
-// resp_addr, resp_len}).
-const (
-	ioctlRaw            = 0xC0200A00
-	nitroMaxResponse    = 0x3000
-	qingtianMaxResponse = 0x6000
+	"github.com/qtenclave/enclave/qtsm/device"
 )
 
 // Device is the secure-module device (/dev/nsm or /dev/qtsm) as a
@@ -37,14 +25,12 @@ func OpenDevice(path string) (*Device, error) {
 	if err != nil {
 		return nil, err
 	}
-	d := &Device{f: f, maxResp: nitroMaxResponse}
+	d := &Device{f: f, maxResp: device.NitroMaxResponse}
 	if strings.Contains(path, "qtsm") {
-		d.maxResp = qingtianMaxResponse
+		d.maxResp = device.QingtianMaxResponse
 	}
 	return d, nil
 }
-
-type rawMessage struct{ reqAddr, reqLen, respAddr, respLen uint64 }
 
 // RoundTrip implements Transport.
 func (d *Device) RoundTrip(_ context.Context, req []byte) ([]byte, error) {
@@ -57,31 +43,11 @@ func (d *Device) RoundTrip(_ context.Context, req []byte) ([]byte, error) {
 		return nil, os.ErrClosed
 	}
 	resp := make([]byte, d.maxResp)
-	msg := &rawMessage{
-		reqAddr: uint64(uintptr(unsafe.Pointer(&req[0]))), reqLen: uint64(len(req)),
-		respAddr: uint64(uintptr(unsafe.Pointer(&resp[0]))), respLen: uint64(len(resp)),
-	}
-	sc, err := d.f.SyscallConn()
+	n, err := device.Exchange(d.f, device.IoctlRaw, req, resp)
 	if err != nil {
 		return nil, err
 	}
-	var errno unix.Errno
-	cerr := sc.Control(func(fd uintptr) {
-		_, _, errno = unix.Syscall(unix.SYS_IOCTL, fd, ioctlRaw, uintptr(unsafe.Pointer(msg)))
-	})
-	runtime.KeepAlive(req)
-	runtime.KeepAlive(resp)
-	runtime.KeepAlive(msg)
-	if cerr != nil {
-		return nil, cerr
-	}
-	if errno != 0 {
-		return nil, fmt.Errorf("ioctl %s: %w", d.f.Name(), errno)
-	}
-	if msg.respLen > uint64(len(resp)) {
-		return nil, fmt.Errorf("%s: driver reported %d bytes for a %d-byte buffer", d.f.Name(), msg.respLen, len(resp))
-	}
-	return resp[:msg.respLen], nil
+	return resp[:n], nil
 }
 
 // Close closes the device.

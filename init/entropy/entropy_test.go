@@ -5,10 +5,12 @@ import (
 	"context"
 	"errors"
 	"os"
+	"path/filepath"
 	"testing"
 	"time"
 
 	"github.com/qtenclave/enclave/qtsm"
+	"github.com/qtenclave/enclave/qtsm/device"
 )
 
 // fakeModule is a qtsm.Transport that answers GetRandom with chunks of
@@ -203,15 +205,25 @@ func TestIntegrationKernelPool(t *testing.T) {
 	}
 }
 
-func TestDeviceSpecMatchesQtsm(t *testing.T) {
-	if ioctlRaw != qtsm.NitroDevice.Ioctl || ioctlRaw != qtsm.QingtianDevice.Ioctl {
-		t.Errorf("ioctl %#x, qtsm has %#x/%#x", ioctlRaw, qtsm.NitroDevice.Ioctl, qtsm.QingtianDevice.Ioctl)
-	}
-	if nitroMaxResponse != qtsm.NitroDevice.MaxResponse || qingtianMaxResponse != qtsm.QingtianDevice.MaxResponse {
-		t.Errorf("response sizes %#x/%#x, qtsm has %#x/%#x", nitroMaxResponse, qingtianMaxResponse,
-			qtsm.NitroDevice.MaxResponse, qtsm.QingtianDevice.MaxResponse)
-	}
+func TestOpenDevice(t *testing.T) {
 	if _, err := OpenDevice(t.TempDir() + "/nsm"); err == nil {
 		t.Error("OpenDevice(missing) = nil error")
+	}
+	for path, want := range map[string]int{"/dev/nsm": device.NitroMaxResponse, "/dev/qtsm": device.QingtianMaxResponse} {
+		p := filepath.Join(t.TempDir(), filepath.Base(path))
+		if err := os.WriteFile(p, nil, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		d, err := OpenDevice(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if d.maxResp != want {
+			t.Errorf("OpenDevice(%s) response buffer = %#x, want %#x", p, d.maxResp, want)
+		}
+		if _, err := d.RoundTrip(context.Background(), []byte{0xa0}); err == nil {
+			t.Errorf("RoundTrip on a regular file %s = nil error", p)
+		}
+		d.Close()
 	}
 }
