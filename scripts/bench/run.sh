@@ -9,3 +9,5 @@ echo "== eif: qtenclave build/pcrs vs sha384sum, peak RSS 20 vs 200 MB"
 scripts/bench/eif-bench.sh 20 200
 echo "== agent: 200 clients x 50,000 requests against the simulator"
 QTSM_LOAD=1 go test -count=1 -run '^TestLoad$' -v ./agent/
+echo "== TCG: first-time vs repeated cost of boot operations (a PID-1 probe under qtenclave run)"
+scripts/bench/tcg-probe.sh
