@@ -351,48 +351,7 @@ func (b *Boot) run() (status.Status, error) {
 	// that overlaps reading the command line and the launch configuration.
 	// Their lines are written when the sequence joins them, before the
 	// heartbeat, so the console keeps the documented order.
-	module := b.goLane(func(step func(string, func() (string, error))) {
-		var loaded bool
-		step("modules", func() (string, error) {
-			// A device that is already there has a built-in driver: a
-			// module of the same name would only fail to load.
-			if p, err := kmod.WaitDevice(ctx, b.exists, b.Opts.DevicePaths, 0, 0); err == nil {
-				return "", skipf("%s present (driver built in)", p)
-			}
-			res := kmod.LoadAll(b.M, b.exists, b.Opts.ModuleDir, b.Opts.ModuleNames)
-			if len(res) == 0 {
-				return "", skipf("no %s in %s (built in or absent)", strings.Join(b.Opts.ModuleNames, "/"), b.Opts.ModuleDir)
-			}
-			var parts []string
-			var errs []error
-			for _, r := range res {
-				if r.Err != nil {
-					errs = append(errs, r.Err)
-					continue
-				}
-				loaded = true
-				parts = append(parts, r.Path+" "+r.Outcome.String())
-			}
-			return strings.Join(parts, ", "), errors.Join(errs...)
-		})
-		step("device", func() (string, error) {
-			wait := time.Duration(0)
-			if loaded {
-				wait = b.Opts.DeviceWait
-			}
-			t0 := time.Now()
-			p, err := kmod.WaitDevice(ctx, b.exists, b.Opts.DevicePaths, wait, 0)
-			if wait > 0 {
-				b.deviceWait = time.Since(t0)
-			}
-			if err != nil {
-				return "", skipf("%v: no entropy from the module, no qtsm-agent", err)
-			}
-			b.device = p
-			return p, nil
-		})
-		step("entropy", func() (string, error) { return b.seed(ctx) })
-	})
+	module := b.goLane(func(step func(string, func() (string, error))) { b.secureModule(ctx, step) })
 
 	b.step("cmdline", b.readCmdline)
 	b.Con.SetDebug(b.knobs.Debug)
@@ -561,6 +520,51 @@ func quoteList(ss []string) string {
 		b = strconv.AppendQuote(b, s)
 	}
 	return string(append(b, ']'))
+}
+
+// secureModule is the lane of steps 2 and 3: the driver, its device, and
+// entropy from it.
+func (b *Boot) secureModule(ctx context.Context, step func(string, func() (string, error))) {
+	var loaded bool
+	step("modules", func() (string, error) {
+		// A device that is already there has a built-in driver: a
+		// module of the same name would only fail to load.
+		if p, err := kmod.WaitDevice(ctx, b.exists, b.Opts.DevicePaths, 0, 0); err == nil {
+			return "", skipf("%s present (driver built in)", p)
+		}
+		res := kmod.LoadAll(b.M, b.exists, b.Opts.ModuleDir, b.Opts.ModuleNames)
+		if len(res) == 0 {
+			return "", skipf("no %s in %s (built in or absent)", strings.Join(b.Opts.ModuleNames, "/"), b.Opts.ModuleDir)
+		}
+		var parts []string
+		var errs []error
+		for _, r := range res {
+			if r.Err != nil {
+				errs = append(errs, r.Err)
+				continue
+			}
+			loaded = true
+			parts = append(parts, r.Path+" "+r.Outcome.String())
+		}
+		return strings.Join(parts, ", "), errors.Join(errs...)
+	})
+	step("device", func() (string, error) {
+		wait := time.Duration(0)
+		if loaded {
+			wait = b.Opts.DeviceWait
+		}
+		t0 := time.Now()
+		p, err := kmod.WaitDevice(ctx, b.exists, b.Opts.DevicePaths, wait, 0)
+		if wait > 0 {
+			b.deviceWait = time.Since(t0)
+		}
+		if err != nil {
+			return "", skipf("%v: no entropy from the module, no qtsm-agent", err)
+		}
+		b.device = p
+		return p, nil
+	})
+	step("entropy", func() (string, error) { return b.seed(ctx) })
 }
 
 func (b *Boot) exists(p string) bool {
