@@ -11,3 +11,5 @@ echo "== agent: 200 clients x 50,000 requests against the simulator"
 QTSM_LOAD=1 go test -count=1 -run '^TestLoad$' -v ./agent/
 echo "== TCG: first-time vs repeated cost of boot operations (a PID-1 probe under qtenclave run)"
 scripts/bench/tcg-probe.sh
+echo "== init's own time vs a minimal C init making the same kernel calls, under TCG"
+scripts/bench/init-vs-c.sh
