@@ -1,6 +1,10 @@
 // Package netlo brings up the loopback interface: lo up with 127.0.0.1/8 and
 // ::1/128, using ioctls (no netlink, no package net).
 //
+// Linux gives lo both addresses itself when it comes up, so Up sets the flag
+// and then checks each address; only an address
+// that is missing is set explicitly.
+//
 // Enclave kernels may be built without IPv4 or IPv6 (vsock needs neither);
 // a missing address family is reported in Result, not as an error.
 package netlo
@@ -40,11 +44,9 @@ func Up() (Result, error) {
 	switch {
 	case err == nil:
 		defer unix.Close(fd4)
-		if err := setInet4(fd4); err != nil {
-			return r, err
-		}
-		r.IPv4 = true
-	case !errors.Is(err, unix.EAFNOSUPPORT):
+	case errors.Is(err, unix.EAFNOSUPPORT):
+		fd4 = -1
+	default:
 		return r, fmt.Errorf("socket AF_INET: %w", err)
 	}
 	fd6, err := unix.Socket(unix.AF_INET6, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
@@ -57,7 +59,7 @@ func Up() (Result, error) {
 		return r, fmt.Errorf("socket AF_INET6: %w", err)
 	}
 	ctl := fd4
-	if !r.IPv4 {
+	if ctl < 0 {
 		ctl = fd6
 	}
 	if ctl < 0 {
@@ -66,13 +68,43 @@ func Up() (Result, error) {
 	if err := setUp(ctl); err != nil {
 		return r, err
 	}
+	if fd4 >= 0 {
+		if !has4(fd4) {
+			if err := setInet4(fd4); err != nil {
+				return r, err
+			}
+		}
+		r.IPv4 = true
+	}
 	if fd6 >= 0 {
-		if err := addInet6(fd6); err != nil {
-			return r, err
+		if !has6() {
+			if err := addInet6(fd6); err != nil {
+				return r, err
+			}
 		}
 		r.IPv6 = true
 	}
 	return r, nil
+}
+
+// has4 reports whether lo has an IPv4 address (binding is no test: Linux
+// lets a socket bind 127.0.0.1 even on a down lo without one).
+func has4(fd int) bool {
+	ifr, err := unix.NewIfreq(name)
+	if err != nil {
+		return false
+	}
+	return unix.IoctlIfreq(fd, unix.SIOCGIFADDR, ifr) == nil
+}
+
+// has6 reports whether lo has ::1: a socket can be bound to it.
+func has6() bool {
+	fd, err := unix.Socket(unix.AF_INET6, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return false
+	}
+	defer unix.Close(fd)
+	return unix.Bind(fd, &unix.SockaddrInet6{Addr: [16]byte{15: 1}}) == nil
 }
 
 func setInet4(fd int) error {

@@ -94,3 +94,44 @@ func childLoopback(t *testing.T) {
 		l.Close()
 	}
 }
+
+// TestIntegrationLoopbackExplicit checks the fallback that sets the
+// addresses when the kernel did not: set, up, add, in a fresh namespace.
+func TestIntegrationLoopbackExplicit(t *testing.T) {
+	if nstest.Child(t.Name()) {
+		childExplicit(t)
+		return
+	}
+	nstest.Run(t, t.Name(), syscall.CLONE_NEWNET).MustPass(t)
+}
+
+func childExplicit(t *testing.T) {
+	fd4, err := syscall.Socket(syscall.AF_INET, syscall.SOCK_DGRAM, 0)
+	if err != nil {
+		t.Skipf("no IPv4: %v", err)
+	}
+	defer syscall.Close(fd4)
+	if has4(fd4) || has6() {
+		t.Fatal("lo has an address before it is configured")
+	}
+	if err := setInet4(fd4); err != nil {
+		t.Fatalf("setInet4: %v", err)
+	}
+	if err := setUp(fd4); err != nil {
+		t.Fatalf("setUp: %v", err)
+	}
+	if !has4(fd4) {
+		t.Error("lo has no IPv4 address after setInet4 and setUp")
+	}
+	fd6, err := syscall.Socket(syscall.AF_INET6, syscall.SOCK_DGRAM, 0)
+	if err != nil {
+		return // no IPv6 here
+	}
+	defer syscall.Close(fd6)
+	if err := addInet6(fd6); err != nil { // EEXIST (added with lo) is fine
+		t.Fatalf("addInet6: %v", err)
+	}
+	if !has6() {
+		t.Error("::1 not bindable after addInet6")
+	}
+}
