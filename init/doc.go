@@ -23,7 +23,8 @@
 //
 // Each step writes one "step" line with its duration.
 //
-//  1. devtmpfs on /dev (EBUSY is fine); /dev/console on fds 0, 1, 2; proc
+//  1. devtmpfs on /dev (EBUSY is fine), before anything else (even the
+//     start line); /dev/console on fds 0, 1, 2; proc
 //     on /proc to read /proc/cmdline (left mounted: it is unreachable after
 //     the switch root, and an unmount would cost an RCU grace period). The
 //     signals that would end a Go PID 1 are taken over by the reaper,
@@ -38,7 +39,7 @@
 //     none = built in or absent; EEXIST = loaded. Then /dev/qtsm or
 //     /dev/nsm: after a module load init waits up to 2 s for it; otherwise
 //     it checks once. Steps 2 and 3 run on a second goroutine, from just
-//     after the console, while the main one reads /proc/cmdline and the
+//     after devtmpfs, while the main one reads /proc/cmdline and the
 //     launch configuration (step 5's reading; its line and its verdict
 //     still come after the heartbeat); their lines are written when the
 //     sequence joins them, before the heartbeat, so the console keeps this

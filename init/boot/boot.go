@@ -171,6 +171,9 @@ type Boot struct {
 	Cmdline *string
 	// Start is when init started (default: when Run is called).
 	Start time.Time
+	// Uptime is the kernel's uptime at Start, for the start line (0: not
+	// shown).
+	Uptime time.Duration
 	Opts  Options
 
 	ru0 syscall.Rusage // at Run
@@ -342,16 +345,19 @@ func (b *Boot) Run() (st status.Status) {
 func (b *Boot) run() (status.Status, error) {
 	ctx := context.Background()
 
-	// 1. devtmpfs and the console.
-	b.step("devtmpfs", func() (string, error) { return "", mount.Do(b.M, mount.Dev()) })
-	b.step("console", func() (string, error) { return "", b.M.ReopenConsole() })
+	// 1. devtmpfs, which the secure-module lane needs, first of all.
+	logDev := b.later("devtmpfs", func() (string, error) { return "", mount.Do(b.M, mount.Dev()) })
 
 	// 2-3. The secure module comes up on the other CPU: loading the
 	// driver, waiting for its device and seeding entropy are kernel work
-	// that overlaps reading the command line and the launch configuration.
-	// Their lines are written when the sequence joins them, before the
-	// heartbeat, so the console keeps the documented order.
+	// that overlaps the console, the command line and reading the launch
+	// configuration. Their lines are written when the sequence joins them,
+	// before the heartbeat, so the console keeps the documented order.
 	module := b.goLane(func(step func(string, func() (string, error))) { b.secureModule(ctx, step) })
+
+	b.Con.Logf("start pid=%d uptime=%s", os.Getpid(), Ms(b.Uptime))
+	logDev()
+	b.step("console", func() (string, error) { return "", b.M.ReopenConsole() })
 
 	b.step("cmdline", b.readCmdline)
 	b.Con.SetDebug(b.knobs.Debug)

@@ -223,7 +223,7 @@ func MainWith(setup func(*Boot)) {
 	}
 	var ts unix.Timespec
 	unix.ClockGettime(unix.CLOCK_BOOTTIME, &ts)
-	b.Con.Logf("start pid=%d uptime=%s", os.Getpid(), Ms(time.Duration(ts.Nano())))
+	b.Uptime = time.Duration(ts.Nano())
 	b.afterExec = func() { debug.SetGCPercent(gc) }
 	st := b.Run()
 	b.Finish(st)
