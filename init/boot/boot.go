@@ -174,7 +174,7 @@ type Boot struct {
 	// Uptime is the kernel's uptime at Start, for the start line (0: not
 	// shown).
 	Uptime time.Duration
-	Opts  Options
+	Opts   Options
 
 	ru0 syscall.Rusage // at Run
 
