@@ -171,8 +171,8 @@ type Boot struct {
 	Cmdline *string
 	// Start is when init started (default: when Run is called).
 	Start time.Time
-	// Uptime is the kernel's uptime at Start, for the start line (0: not
-	// shown).
+	// Uptime is the kernel's uptime at Start, for the start line (0 when
+	// unknown).
 	Uptime time.Duration
 	Opts   Options
 

@@ -17,11 +17,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 boots=${1:-5}
-kdir=${QTENCLAVE_KERNEL_DIR:-$(scripts/build-kernel.sh | tail -n 1)}
-qemu=${QTENCLAVE_QEMU:-$(scripts/build-qemu.sh | tail -n 1)}
-tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
-mkdir -p "$tmp/root"
+. scripts/bench/boot-lib.sh
 gcc -static -O2 -Wall -o "$tmp/cinit" scripts/bench/cinit/cinit.c
 printf '#include <unistd.h>\nint main(void) { return write(1, "workload: ok\\n", 13) != 13; }\n' >"$tmp/app.c"
 gcc -static -O2 -o "$tmp/root/app" "$tmp/app.c"

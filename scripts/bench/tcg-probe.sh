@@ -10,11 +10,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 boots=${1:-1}
-kdir=${QTENCLAVE_KERNEL_DIR:-$(scripts/build-kernel.sh | tail -n 1)}
-qemu=${QTENCLAVE_QEMU:-$(scripts/build-qemu.sh | tail -n 1)}
-tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
-mkdir -p "$tmp/root"
+. scripts/bench/boot-lib.sh
 CGO_ENABLED=0 go build -trimpath -buildvcs=false -ldflags='-s -w -buildid=' -o "$tmp/tcgprobe" ./scripts/bench/tcgprobe
 cp "$tmp/tcgprobe" "$tmp/root/app"
 kmod=()
