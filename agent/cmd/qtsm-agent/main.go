@@ -241,7 +241,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	served := make(chan error, 1)
-	go func() { served <- srv.Serve(l) }()
+	go func(served chan<- error) { served <- srv.Serve(l) }(served)
 	logger.Printf("listening on %s (device %s)", c.socket, device)
 	if c.readyFD >= 0 {
 		f := os.NewFile(uintptr(c.readyFD), "ready-fd")
