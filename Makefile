@@ -15,7 +15,7 @@ BINARIES := \
 	qtsm:./agent/cmd/qtsm \
 	qtenclave:./image/cmd/qtenclave
 
-.PHONY: all build test unit lint e2e demo fuzz bench clean
+.PHONY: all build test unit race lint e2e demo fuzz bench clean
 
 all: build
 
@@ -36,9 +36,19 @@ lint:
 unit:
 	$(GO) test -count=1 ./...
 
-# make test is what CI runs: lint, unit tests, then the end-to-end boot.
+# make test is what CI runs: lint, unit tests, the end-to-end boot (which
+# installs what it needs, a C compiler among it), then the race detector.
 test: lint unit
 	@if [ -x scripts/e2e.sh ]; then scripts/e2e.sh; else echo "e2e: scripts/e2e.sh not present yet, skipped"; fi
+	@$(MAKE) --no-print-directory race
+
+# The unit tests again under the race detector, which needs cgo and a C
+# compiler (scripts/deps.sh installs one); skipped with a message without.
+race:
+	@if command -v $${CC:-cc} >/dev/null 2>&1; then \
+		echo "CGO_ENABLED=1 $(GO) test -race -count=1 ./..."; \
+		CGO_ENABLED=1 $(GO) test -race -count=1 ./...; \
+	else echo "race: no C compiler ($${CC:-cc}): skipped (run scripts/deps.sh)"; fi
 
 e2e:
 	scripts/e2e.sh
