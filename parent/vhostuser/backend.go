@@ -391,7 +391,7 @@ func (s *session) dispatch(h header, p []byte, fds *[]int) ([]byte, error) {
 		return nil, nil
 	case reqGetVringBase:
 		r := s.rings[st.Index]
-		s.stopRing(r, false)
+		s.stopRing(r, true)
 		// The ring stays stopped until a new kick descriptor arrives.
 		if r.kick != nil {
 			r.kick.Close()
@@ -401,6 +401,9 @@ func (s *session) dispatch(h header, p []byte, fds *[]int) ([]byte, error) {
 		return vringState{Index: st.Index, Num: uint32(r.base)}.marshal(), nil
 	case reqSetVringEnable:
 		r := s.rings[st.Index]
+		if st.Num == 0 {
+			s.stopRing(r, true)
+		}
 		r.enabled = st.Num != 0
 		s.update(r)
 		return nil, nil
@@ -497,9 +500,10 @@ func (s *session) startRing(r *ring) {
 }
 
 // stopRing stops r. With drain, the device first takes whatever the
-// front-end made available and did not get to kick: a guest that sends its
-// last words just before it powers off (init's exit status) is not lost
-// because its VMM exits first.
+// front-end made available and did not get to kick: when the front-end
+// stops a ring (QEMU disables and then stops every ring as the guest
+// reboots) or goes away, a guest's last words sent just before it powers
+// off (init's exit status) are not lost.
 func (s *session) stopRing(r *ring, drain bool) {
 	if !r.running {
 		return

@@ -271,3 +271,47 @@ func TestDisconnectDrains(t *testing.T) {
 		t.Errorf("device got %q after the disconnect, want [\"EXIT 0\\n\"]", dev.pending)
 	}
 }
+
+// TestStopDrains: what the front-end made available without a kick reaches
+// the device when the front-end stops the ring, as QEMU does when the guest
+// reboots (SET_VRING_ENABLE 0, then GET_VRING_BASE).
+func TestStopDrains(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		stop func(fe *vhostusertest.FrontEnd) error
+	}{
+		{"SET_VRING_ENABLE 0", func(fe *vhostusertest.FrontEnd) error {
+			return fe.Send(vhostusertest.SetVringEnable, 0, vhostusertest.State(1, 0))
+		}},
+		{"GET_VRING_BASE", func(fe *vhostusertest.FrontEnd) error {
+			_, err := fe.Call(vhostusertest.GetVringBase, 0, vhostusertest.State(1, 0))
+			return err
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dev := newEcho()
+			fe, _ := start(t, dev)
+			_, qs, err := fe.Setup(2, 16, vhostuser.FeatureVersion1)
+			if err != nil {
+				t.Fatal(err)
+			}
+			qs[1].Driver.Add([][]byte{[]byte("EXIT 0\n")}, nil) // no kick
+			if err := tc.stop(fe); err != nil {
+				t.Fatal(err)
+			}
+			// Requests are handled in order: once this is answered, the
+			// stop was too.
+			if _, err := fe.CallU64(vhostusertest.GetQueueNum, 0, nil); err != nil {
+				t.Fatal(err)
+			}
+			dev.mu.Lock()
+			defer dev.mu.Unlock()
+			if len(dev.pending) != 1 || string(dev.pending[0]) != "EXIT 0\n" {
+				t.Errorf("device got %q after %s, want [\"EXIT 0\\n\"]", dev.pending, tc.name)
+			}
+			if _, running := dev.queues[1]; running {
+				t.Errorf("tx ring still running after %s", tc.name)
+			}
+		})
+	}
+}
