@@ -95,7 +95,9 @@
 //     waits for every child and orphan.
 //  9. When the workload exits: the agent gets SIGTERM (SIGKILL after 2 s),
 //     sync, the status line, the status to the parent over vsock (CID 3,
-//     port 9001, 2 s bound), then reboot(RB_AUTOBOOT). With QEMU's
+//     port 9001: one line; the parent acknowledges it by closing the
+//     connection, which init waits for, 2 s bound, so the reboot cannot
+//     overtake the line), then reboot(RB_AUTOBOOT). With QEMU's
 //     -no-reboot that ends the run. If the reboot fails init sleeps forever:
 //     PID 1 never exits. A panic anywhere in the sequence ends the same way
 //     with reason "internal".

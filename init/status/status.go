@@ -16,6 +16,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"strconv"
 	"strings"
 	"time"
@@ -171,8 +172,15 @@ func ParseWire(msg string) (Status, error) {
 // DefaultReportTimeout bounds Report.
 const DefaultReportTimeout = 2 * time.Second
 
-// Report sends s to the parent at cid:port and closes the connection. It
-// gives up after timeout (DefaultReportTimeout when 0) or when ctx ends.
+// ErrNotAcknowledged is a report that was written but that the parent did
+// not acknowledge (by closing the connection) in time: it may or may not
+// have arrived.
+var ErrNotAcknowledged = errors.New("sent, but the parent did not close the connection")
+
+// Report sends s to the parent at cid:port, then waits for the parent to
+// close the connection, which is how it acknowledges the line: the reboot
+// that follows the report cannot overtake it. It gives up after timeout
+// (DefaultReportTimeout when 0) or when ctx ends.
 func Report(ctx context.Context, d vsock.Dialer, cid, port uint32, s Status, timeout time.Duration) error {
 	if timeout <= 0 {
 		timeout = DefaultReportTimeout
@@ -190,5 +198,16 @@ func Report(ctx context.Context, d vsock.Dialer, cid, port uint32, s Status, tim
 	if _, err := c.Write([]byte(s.Wire())); err != nil {
 		return fmt.Errorf("report status to %d:%d: %w", cid, port, err)
 	}
-	return nil
+	// The parent sends nothing; anything it does is ignored until EOF.
+	var buf [64]byte
+	for {
+		_, err := c.Read(buf[:])
+		switch {
+		case err == nil:
+			continue
+		case errors.Is(err, io.EOF):
+			return nil
+		}
+		return fmt.Errorf("report status to %d:%d: %w (%v)", cid, port, ErrNotAcknowledged, err)
+	}
 }

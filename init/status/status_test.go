@@ -105,12 +105,33 @@ func TestReport(t *testing.T) {
 	if err != nil || line != "SIGNAL 15\n" {
 		t.Errorf("parent read %q, %v, want %q", line, err, "SIGNAL 15\n")
 	}
+	// Report waits for the parent's acknowledgement: its close.
+	select {
+	case err := <-done:
+		t.Fatalf("Report returned (%v) before the parent closed the connection", err)
+	case <-time.After(100 * time.Millisecond):
+	}
+	peer.Close()
 	if err := <-done; err != nil {
 		t.Errorf("Report = %v", err)
 	}
-	// The connection is closed after the line.
-	if _, err := peer.Read(make([]byte, 1)); err == nil {
-		t.Error("connection still open after Report")
+}
+
+func TestReportNotAcknowledged(t *testing.T) {
+	// A parent that reads the line but never closes: Report gives up in
+	// time and says the line was sent but not acknowledged.
+	d := &pipeDialer{got: make(chan net.Conn, 1), addr: make(chan [2]uint32, 1)}
+	go func() {
+		peer := <-d.got
+		bufio.NewReader(peer).ReadString('\n')
+	}()
+	start := time.Now()
+	err := Report(context.Background(), d, 3, 9001, Exit(0), 200*time.Millisecond)
+	if !errors.Is(err, ErrNotAcknowledged) {
+		t.Errorf("Report to a parent that never closes = %v, want ErrNotAcknowledged", err)
+	}
+	if el := time.Since(start); el < 150*time.Millisecond || el > 2*time.Second {
+		t.Errorf("Report took %v, want about 200ms", el)
 	}
 }
 

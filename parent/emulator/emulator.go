@@ -2,8 +2,9 @@
 // under QEMU's nitro-enclave machine: it serves the vhost-user-vsock socket
 // QEMU connects to, answers the heartbeat on CID 3 port 9000 (read 0xB7,
 // write 0xB7), receives the workload's exit status on port 9001 (one line,
-// `EXIT <code>\n` or `SIGNAL <n>\n`, see init/status) and forwards host
-// sockets to enclave ports.
+// `EXIT <code>\n` or `SIGNAL <n>\n`, see init/status; closing the
+// connection after it is the acknowledgement init waits for) and forwards
+// host sockets to enclave ports.
 package emulator
 
 import (
