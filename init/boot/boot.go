@@ -766,11 +766,12 @@ func (b *Boot) stopAgent() {
 	}
 	a := b.agent
 	b.agent = nil
-	if b.agentReady != nil {
-		<-b.agentReady // bounded by AgentWait
-	}
 	t0 := time.Now()
 	a.Stop(b.Opts.AgentStop)
+	if b.agentReady != nil {
+		// Its line is written by now: a stopped agent closed the pipe.
+		<-b.agentReady
+	}
 	b.drainAgent()
 	b.Con.Logf("step agent-stop ok in %s", Ms(time.Since(t0)))
 	for _, r := range b.release {

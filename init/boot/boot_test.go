@@ -630,3 +630,30 @@ func TestAgentSocketActivation(t *testing.T) {
 		t.Errorf("agent socket %s = %v, %v; want a 0660 socket", sock, fi, err)
 	}
 }
+
+// TestAgentNeverReadyQuickExit: a workload that ends while the agent is not
+// ready yet does not wait out the readiness bound.
+func TestAgentNeverReadyQuickExit(t *testing.T) {
+	r := agentRig(t, "/dev/nsm")
+	r.b.Opts.AgentWait = 10 * time.Second
+	r.procs.agent = func(p Proc, kill <-chan syscall.Signal) syscall.WaitStatus {
+		for s := range kill { // never ready
+			if s == syscall.SIGTERM || s == syscall.SIGKILL {
+				return syscall.WaitStatus(s)
+			}
+		}
+		return 0
+	}
+	start := time.Now()
+	st := r.finish(t)
+	out := r.out.String()
+	if st != status.Exit(0) {
+		t.Errorf("status = %+v, want exit 0; console:\n%s", st, out)
+	}
+	if el := time.Since(start); el > 5*time.Second {
+		t.Errorf("boot with a never-ready agent took %v, want well under the 10s readiness bound", el)
+	}
+	if !strings.Contains(out, "init: step agent-ready failed in") || !strings.Contains(out, "exited before it was ready") {
+		t.Errorf("console lacks the agent-ready failure line:\n%s", out)
+	}
+}
