@@ -12,18 +12,19 @@ cd "$(dirname "$0")/.."
 time=${1:-5m}
 pattern=${2:-./...}
 failed=0
+crashers() { if [ -d "$1" ]; then find "$1" -type f | wc -l; else echo 0; fi; }
 for pkg in $(go list "$pattern"); do
 	dir=$(go list -f '{{.Dir}}' "$pkg")
 	for fn in $(grep -ho '^func Fuzz[A-Za-z0-9_]*' "$dir"/*_test.go 2>/dev/null | sed 's/^func //' | sort -u); do
 		echo "== fuzz $pkg $fn for $time"
 		corpus="$dir/testdata/fuzz/$fn"
-		before=$(ls "$corpus" 2>/dev/null | wc -l)
+		before=$(crashers "$corpus")
 		log=$(mktemp)
 		if go test -run='^$' -fuzz="^${fn}\$" -fuzztime="$time" "$pkg" 2>&1 | tee "$log"; then
 			rm -f "$log"
 			continue
 		fi
-		after=$(ls "$corpus" 2>/dev/null | wc -l)
+		after=$(crashers "$corpus")
 		if [ "$after" -eq "$before" ] && grep -q '^    context deadline exceeded$' "$log"; then
 			echo "== fuzz $pkg $fn: ended by the coordinator's deadline race (go.dev/issue/75804), no crasher: not a failure"
 		else
