@@ -6,6 +6,7 @@ import (
 	"embed"
 	"encoding/pem"
 	"fmt"
+	"sync"
 
 	"github.com/qtenclave/enclave/qtsm"
 )
@@ -25,7 +26,9 @@ type Root struct {
 	Cert   *x509.Certificate
 }
 
-var embeddedRoots = func() []Root {
+// embeddedRoots parses the roots on first use, not at program start: a
+// program that never verifies (qtsm-agent) does not pay for it.
+var embeddedRoots = sync.OnceValue(func() []Root {
 	var out []Root
 	for _, f := range []struct {
 		name   string
@@ -45,13 +48,13 @@ var embeddedRoots = func() []Root {
 		out = append(out, Root{Vendor: f.vendor, Cert: c})
 	}
 	return out
-}()
+})
 
 // DefaultRoots returns the embedded root of vendor, or both vendors' roots
 // for VendorUnknown.
 func DefaultRoots(vendor qtsm.Vendor) []Root {
 	var out []Root
-	for _, r := range embeddedRoots {
+	for _, r := range embeddedRoots() {
 		if vendor == qtsm.VendorUnknown || r.Vendor == vendor {
 			out = append(out, r)
 		}
@@ -101,7 +104,7 @@ func ParseRoots(b []byte) ([]Root, error) {
 
 // RootOf makes c a Root, with the vendor of the embedded root equal to c.
 func RootOf(c *x509.Certificate) Root {
-	for _, r := range embeddedRoots {
+	for _, r := range embeddedRoots() {
 		if r.Cert.Equal(c) {
 			return r
 		}
