@@ -273,6 +273,21 @@ func (r *reader) more(h head, n *uint64) (bool, error) {
 	return true, nil
 }
 
+// each calls fn once per element (per key-value pair of a map) of the
+// container whose head r.container returned; fn reads the element.
+func (r *reader) each(h head, fn func() error) error {
+	n := h.arg
+	for {
+		ok, err := r.more(h, &n)
+		if err != nil || !ok {
+			return err
+		}
+		if err := fn(); err != nil {
+			return err
+		}
+	}
+}
+
 // skip skips one complete item, of any type, up to maxDepth levels deep.
 // Tags are refused: nothing in an attestation document is tagged.
 func (r *reader) skip(depth int) error {
@@ -323,24 +338,15 @@ func (r *reader) skip(depth int) error {
 		if err != nil {
 			return err
 		}
-		n := h.arg
-		for {
-			ok, err := r.more(h, &n)
-			if err != nil {
-				return err
-			}
-			if !ok {
-				return nil
-			}
+		return r.each(h, func() error {
 			if err := r.skip(depth + 1); err != nil {
 				return err
 			}
 			if h.major == majorMap {
-				if err := r.skip(depth + 1); err != nil {
-					return err
-				}
+				return r.skip(depth + 1)
 			}
-		}
+			return nil
+		})
 	case majorTag:
 		r.off = start
 		return r.errorf("unexpected tag %d", h.arg)

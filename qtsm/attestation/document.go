@@ -213,17 +213,9 @@ func (d *Document) parseProtected() error {
 		return err
 	}
 	d.Layout.MinimalProtected = h.minimal
-	n := h.arg
 	seen := map[int64]bool{}
 	haveAlg := false
-	for {
-		ok, err := r.more(h, &n)
-		if err != nil {
-			return err
-		}
-		if !ok {
-			break
-		}
+	if err := r.each(h, func() error {
 		k, kh, err := r.int()
 		if err != nil {
 			return fmt.Errorf("label: %w", err)
@@ -234,10 +226,7 @@ func (d *Document) parseProtected() error {
 		seen[k] = true
 		d.Layout.MinimalProtected = d.Layout.MinimalProtected && kh.minimal
 		if k != 1 {
-			if err := r.skip(1); err != nil {
-				return err
-			}
-			continue
+			return r.skip(1)
 		}
 		alg, ah, err := r.int()
 		if err != nil {
@@ -245,6 +234,9 @@ func (d *Document) parseProtected() error {
 		}
 		d.Layout.MinimalProtected = d.Layout.MinimalProtected && ah.minimal
 		d.Algorithm, haveAlg = alg, true
+		return nil
+	}); err != nil {
+		return err
 	}
 	if r.remaining() != 0 {
 		return r.errorf("trailing bytes")
@@ -276,16 +268,8 @@ func (d *Document) parsePayload() error {
 		return err
 	}
 	d.Layout.IndefiniteMap = h.indef
-	n := h.arg
 	seen := map[string]bool{}
-	for {
-		ok, err := r.more(h, &n)
-		if err != nil {
-			return err
-		}
-		if !ok {
-			break
-		}
+	if err := r.each(h, func() error {
 		k, err := r.text()
 		if err != nil {
 			return fmt.Errorf("key: %w", err)
@@ -295,9 +279,9 @@ func (d *Document) parsePayload() error {
 		}
 		seen[k] = true
 		d.Layout.Keys = append(d.Layout.Keys, k)
-		if err := d.field(r, k); err != nil {
-			return err
-		}
+		return d.field(r, k)
+	}); err != nil {
+		return err
 	}
 	if r.remaining() != 0 {
 		return r.errorf("%d trailing bytes after the payload map", r.remaining())
@@ -442,14 +426,7 @@ func (d *Document) parsePCRs(r *reader) error {
 	}
 	d.PCRs = make(map[int][]byte, min(n, MaxPCRs))
 	d.Layout.MinimalPCRKeys = true
-	for {
-		ok, err := r.more(h, &n)
-		if err != nil {
-			return err
-		}
-		if !ok {
-			break
-		}
+	if err := r.each(h, func() error {
 		if len(d.PCRs) == MaxPCRs {
 			return fmt.Errorf("%w: more than %d PCRs", ErrTooLarge, MaxPCRs)
 		}
@@ -473,6 +450,9 @@ func (d *Document) parsePCRs(r *reader) error {
 			return fmt.Errorf("%w: PCR%d is %d bytes, want 32, 48 or 64", ErrMalformed, i, len(v))
 		}
 		d.PCRs[int(i)] = v
+		return nil
+	}); err != nil {
+		return err
 	}
 	if len(d.PCRs) == 0 {
 		return fmt.Errorf("%w: no PCRs", ErrMalformed)
@@ -490,14 +470,7 @@ func (d *Document) parseCABundle(r *reader) error {
 		return fmt.Errorf("%w: cabundle has %d certificates, want 1..%d", ErrTooLarge, n, MaxCABundle)
 	}
 	d.CABundle = make([][]byte, 0, min(n, MaxCABundle))
-	for {
-		ok, err := r.more(h, &n)
-		if err != nil {
-			return err
-		}
-		if !ok {
-			break
-		}
+	if err := r.each(h, func() error {
 		if len(d.CABundle) == MaxCABundle {
 			return fmt.Errorf("%w: cabundle has more than %d certificates", ErrTooLarge, MaxCABundle)
 		}
@@ -509,6 +482,9 @@ func (d *Document) parseCABundle(r *reader) error {
 			return err
 		}
 		d.CABundle = append(d.CABundle, c)
+		return nil
+	}); err != nil {
+		return err
 	}
 	if len(d.CABundle) == 0 {
 		return fmt.Errorf("%w: empty cabundle", ErrMalformed)
