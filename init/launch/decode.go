@@ -85,18 +85,41 @@ func (d *decoder) literal(s string) bool {
 	return false
 }
 
-func (d *decoder) object(m *Manifest) error {
-	if err := d.expect('{'); err != nil {
+// list reads open, then elements separated by ',' up to close; elem reads
+// one element.
+func (d *decoder) list(open, close byte, elem func() error) error {
+	if err := d.expect(open); err != nil {
 		return err
 	}
-	seen := map[string]bool{}
 	if c, err := d.peek(); err != nil {
 		return err
-	} else if c == '}' {
+	} else if c == close {
 		d.i++
 		return nil
 	}
 	for {
+		if err := elem(); err != nil {
+			return err
+		}
+		c, err := d.peek()
+		if err != nil {
+			return err
+		}
+		d.i++
+		switch c {
+		case ',':
+		case close:
+			return nil
+		default:
+			d.i--
+			return d.errorf("got %q, want ',' or '%c'", c, close)
+		}
+	}
+}
+
+func (d *decoder) object(m *Manifest) error {
+	seen := map[string]bool{}
+	return d.list('{', '}', func() error {
 		key, err := d.str()
 		if err != nil {
 			return err
@@ -108,23 +131,8 @@ func (d *decoder) object(m *Manifest) error {
 		if err := d.expect(':'); err != nil {
 			return err
 		}
-		if err := d.field(m, key); err != nil {
-			return err
-		}
-		c, err := d.peek()
-		if err != nil {
-			return err
-		}
-		d.i++
-		switch c {
-		case ',':
-		case '}':
-			return nil
-		default:
-			d.i--
-			return d.errorf("got %q, want ',' or '}'", c)
-		}
-	}
+		return d.field(m, key)
+	})
 }
 
 func (d *decoder) field(m *Manifest, key string) error {
@@ -242,38 +250,16 @@ func (d *decoder) strings(dst *[]string) error {
 		*dst = nil
 		return nil
 	}
-	if err := d.expect('['); err != nil {
-		return err
-	}
 	out := []string{}
-	if c, err := d.peek(); err != nil {
-		return err
-	} else if c == ']' {
-		d.i++
-		*dst = out
-		return nil
-	}
-	for {
+	if err := d.list('[', ']', func() error {
 		s, err := d.str()
-		if err != nil {
-			return err
-		}
 		out = append(out, s)
-		c, err := d.peek()
-		if err != nil {
-			return err
-		}
-		d.i++
-		switch c {
-		case ',':
-		case ']':
-			*dst = out
-			return nil
-		default:
-			d.i--
-			return d.errorf("got %q, want ',' or ']'", c)
-		}
+		return err
+	}); err != nil {
+		return err
 	}
+	*dst = out
+	return nil
 }
 
 // str reads a JSON string.
