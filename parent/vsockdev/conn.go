@@ -307,21 +307,12 @@ func (c *Conn) Close() error {
 }
 
 // CloseWrite tells the guest no more data follows (it reads EOF).
-func (c *Conn) CloseWrite() error {
-	d := c.d
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	if c.closedLocal {
-		return c.opErr("close", net.ErrClosed)
-	}
-	if !c.gone {
-		c.shutdown(ShutdownSend)
-	}
-	return nil
-}
+func (c *Conn) CloseWrite() error { return c.closeHalf(ShutdownSend) }
 
 // CloseRead tells the guest no more data will be read.
-func (c *Conn) CloseRead() error {
+func (c *Conn) CloseRead() error { return c.closeHalf(ShutdownRcv) }
+
+func (c *Conn) closeHalf(how uint32) error {
 	d := c.d
 	d.mu.Lock()
 	defer d.mu.Unlock()
@@ -329,7 +320,7 @@ func (c *Conn) CloseRead() error {
 		return c.opErr("close", net.ErrClosed)
 	}
 	if !c.gone {
-		c.shutdown(ShutdownRcv)
+		c.shutdown(how)
 	}
 	return nil
 }
