@@ -50,6 +50,21 @@ func parseArgs(fs *flag.FlagSet, args []string) ([]string, error) {
 	}
 }
 
+// parseN is parseArgs for a command that takes exactly n positional
+// arguments. When ok is false, the usage has been printed as needed and
+// code is the exit status.
+func parseN(fs *flag.FlagSet, args []string, n int) (pos []string, code int, ok bool) {
+	pos, err := parseArgs(fs, args)
+	if err != nil {
+		return nil, usageExit(err), false
+	}
+	if len(pos) != n {
+		fs.Usage()
+		return nil, exitUsage, false
+	}
+	return pos, 0, true
+}
+
 // usageExit maps a flag error to an exit code: -h is success.
 func usageExit(err error) int {
 	if errors.Is(err, flag.ErrHelp) {

@@ -70,13 +70,9 @@ type describeSignature struct {
 
 func runDescribe(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	fs := newFlags("describe", describeUsage, stderr)
-	pos, err := parseArgs(fs, args)
-	if err != nil {
-		return usageExit(err)
-	}
-	if len(pos) != 1 {
-		fs.Usage()
-		return exitUsage
+	pos, code, ok := parseN(fs, args, 1)
+	if !ok {
+		return code
 	}
 	f, m, err := openVerified(pos[0])
 	if err != nil {

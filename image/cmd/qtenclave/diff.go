@@ -71,13 +71,9 @@ func runDiff(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	fs := newFlags("diff", diffUsage, stderr)
 	asJSON := fs.Bool("json", false, "print the comparison as JSON")
 	maxChanges := fs.Int("max", 100, "list at most `N` path changes per ramdisk in text output (0: all)")
-	pos, err := parseArgs(fs, args)
-	if err != nil {
-		return usageExit(err)
-	}
-	if len(pos) != 2 {
-		fs.Usage()
-		return exitUsage
+	pos, code, ok := parseN(fs, args, 2)
+	if !ok {
+		return code
 	}
 	fa, ma, err := openVerified(pos[0])
 	if err != nil {

@@ -26,13 +26,9 @@ Prints the paths written.`
 
 func runExtract(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	fs := newFlags("extract", extractUsage, stderr)
-	pos, err := parseArgs(fs, args)
-	if err != nil {
-		return usageExit(err)
-	}
-	if len(pos) != 2 {
-		fs.Usage()
-		return exitUsage
+	pos, code, ok := parseN(fs, args, 2)
+	if !ok {
+		return code
 	}
 	f, _, err := openVerified(pos[0])
 	if err != nil {

@@ -27,16 +27,13 @@ equal, 1 (naming each PCR that differs) otherwise.`
 func runPCRs(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	fs := newFlags("pcrs", pcrsUsage, stderr)
 	expect := fs.String("expect", "", "expected measurements `FILE` (JSON)")
-	pos, err := parseArgs(fs, args)
-	if err != nil {
-		return usageExit(err)
-	}
-	if len(pos) != 1 {
-		fs.Usage()
-		return exitUsage
+	pos, code, ok := parseN(fs, args, 1)
+	if !ok {
+		return code
 	}
 	var want *eif.Measurements
 	if *expect != "" {
+		var err error
 		if want, err = loadExpected(*expect); err != nil {
 			fmt.Fprintf(stderr, "qtenclave pcrs: %v\n", err)
 			return exitUsage
