@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"sync"
 
 	"github.com/fxamacker/cbor/v2"
 	"golang.org/x/sys/unix"
@@ -16,8 +15,7 @@ import (
 // Device is the secure-module character device. It is a Transport.
 type Device struct {
 	spec DeviceSpec
-	mu   sync.Mutex
-	f    *os.File
+	f    *device.File
 }
 
 // DetectDevice returns the spec of the first device present, in the order of
@@ -37,7 +35,7 @@ func detectDevice(exists func(string) bool) (DeviceSpec, error) {
 
 // OpenDevice opens the device described by spec.
 func OpenDevice(spec DeviceSpec) (*Device, error) {
-	f, err := os.OpenFile(spec.Path, os.O_RDWR|unix.O_CLOEXEC, 0)
+	f, err := device.Open(spec.Path)
 	if err != nil {
 		return nil, fmt.Errorf("open secure module %s: %w", spec.Path, err)
 	}
@@ -58,13 +56,11 @@ func (d *Device) RoundTrip(_ context.Context, req []byte) ([]byte, error) {
 	if len(req) > d.spec.MaxRequest {
 		return nil, fmt.Errorf("%w: %d bytes, limit %d", ErrRequestTooLarge, len(req), d.spec.MaxRequest)
 	}
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	if d.f == nil {
+	resp := make([]byte, d.spec.MaxResponse)
+	n, err := d.f.Exchange(d.spec.Ioctl, req, resp)
+	if errors.Is(err, os.ErrClosed) {
 		return nil, ErrClosed
 	}
-	resp := make([]byte, d.spec.MaxResponse)
-	n, err := device.Exchange(d.f, d.spec.Ioctl, req, resp)
 	if errors.Is(err, unix.EMSGSIZE) {
 		return nil, fmt.Errorf("%w: %v", ErrRequestTooLarge, err)
 	}
@@ -79,13 +75,4 @@ func (d *Device) RoundTrip(_ context.Context, req []byte) ([]byte, error) {
 }
 
 // Close closes the device.
-func (d *Device) Close() error {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	if d.f == nil {
-		return nil
-	}
-	err := d.f.Close()
-	d.f = nil
-	return err
-}
+func (d *Device) Close() error { return d.f.Close() }

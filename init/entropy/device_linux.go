@@ -3,9 +3,7 @@ package entropy
 import (
 	"context"
 	"errors"
-	"os"
 	"strings"
-	"sync"
 
 	"github.com/qtenclave/enclave/qtsm/device"
 )
@@ -13,15 +11,14 @@ import (
 // Device is the secure-module device (/dev/nsm or /dev/qtsm) as a
 // Transport for Client.
 type Device struct {
-	mu      sync.Mutex
-	f       *os.File
+	f       *device.File
 	maxResp int
 }
 
 // OpenDevice opens the device at path; a path naming qtsm gets Qingtian's
 // response buffer size, anything else Nitro's.
 func OpenDevice(path string) (*Device, error) {
-	f, err := os.OpenFile(path, os.O_RDWR, 0)
+	f, err := device.Open(path)
 	if err != nil {
 		return nil, err
 	}
@@ -37,13 +34,8 @@ func (d *Device) RoundTrip(_ context.Context, req []byte) ([]byte, error) {
 	if len(req) == 0 {
 		return nil, errors.New("empty request")
 	}
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	if d.f == nil {
-		return nil, os.ErrClosed
-	}
 	resp := make([]byte, d.maxResp)
-	n, err := device.Exchange(d.f, device.IoctlRaw, req, resp)
+	n, err := d.f.Exchange(device.IoctlRaw, req, resp)
 	if err != nil {
 		return nil, err
 	}
@@ -51,13 +43,4 @@ func (d *Device) RoundTrip(_ context.Context, req []byte) ([]byte, error) {
 }
 
 // Close closes the device.
-func (d *Device) Close() error {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	if d.f == nil {
-		return nil
-	}
-	err := d.f.Close()
-	d.f = nil
-	return err
-}
+func (d *Device) Close() error { return d.f.Close() }
