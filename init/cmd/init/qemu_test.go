@@ -16,34 +16,9 @@ import (
 	"time"
 
 	"github.com/qtenclave/enclave/init/internal/nstest"
+	"github.com/qtenclave/enclave/internal/cache"
+	"github.com/qtenclave/enclave/rootfs/cpio"
 )
-
-// cacheDir is contract 6's cache.
-func cacheDir() string {
-	if d := os.Getenv("QTENCLAVE_CACHE"); d != "" {
-		return d
-	}
-	home, _ := os.UserHomeDir()
-	return filepath.Join(home, ".cache", "qtenclave")
-}
-
-// newestWith returns the newest finished cache entry under dir containing
-// file (entries still being built are named *.build.*).
-func newestWith(dir, file string) string {
-	entries, _ := os.ReadDir(dir)
-	var best string
-	var bestTime time.Time
-	for _, e := range entries {
-		if !e.IsDir() || strings.Contains(e.Name(), ".build.") {
-			continue
-		}
-		p := filepath.Join(dir, e.Name(), file)
-		if st, err := os.Stat(p); err == nil && st.ModTime().After(bestTime) {
-			best, bestTime = filepath.Join(dir, e.Name()), st.ModTime()
-		}
-	}
-	return best
-}
 
 // findQEMU locates the project's QEMU (with virtio-nsm) and guest kernel:
 // QTENCLAVE_QEMU and QTENCLAVE_KERNEL_DIR, else the newest in the cache.
@@ -51,13 +26,13 @@ func findQEMU(t *testing.T) (qemu, kdir string) {
 	t.Helper()
 	qemu = os.Getenv("QTENCLAVE_QEMU")
 	if qemu == "" {
-		if d := newestWith(filepath.Join(cacheDir(), "qemu"), "bin/qemu-system-x86_64"); d != "" {
-			qemu = filepath.Join(d, "bin/qemu-system-x86_64")
-		}
+		qemu = cache.Newest("qemu", "bin/qemu-system-x86_64")
 	}
 	kdir = os.Getenv("QTENCLAVE_KERNEL_DIR")
 	if kdir == "" {
-		kdir = newestWith(filepath.Join(cacheDir(), "kernel"), "bzImage")
+		if k := cache.Newest("kernel", "bzImage"); k != "" {
+			kdir = filepath.Dir(k)
+		}
 	}
 	if qemu == "" || kdir == "" {
 		t.Skipf("no QEMU/kernel (build them with scripts/build-qemu.sh and scripts/build-kernel.sh, or set QTENCLAVE_QEMU and QTENCLAVE_KERNEL_DIR): qemu=%q kernel=%q", qemu, kdir)
@@ -68,53 +43,32 @@ func findQEMU(t *testing.T) (qemu, kdir string) {
 // newc writes a cpio "newc" archive of the tree at root (what the kernel
 // unpacks as an initramfs), in sorted order with fixed metadata.
 func newc(root string) ([]byte, error) {
-	var names []string
+	var entries []cpio.Entry
 	err := filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
+		if err != nil || p == root {
+			return err
+		}
+		st, err := d.Info()
 		if err != nil {
 			return err
 		}
-		if p != root {
-			names = append(names, p)
+		rel, _ := filepath.Rel(root, p)
+		perm := uint32(st.Mode().Perm())
+		if d.IsDir() {
+			entries = append(entries, cpio.Dir(rel, perm))
+			return nil
 		}
-		return nil
+		e, err := cpio.HostFile(rel, perm, p)
+		entries = append(entries, e)
+		return err
 	})
 	if err != nil {
 		return nil, err
 	}
-	sort.Strings(names)
 	var buf bytes.Buffer
-	pad := func() {
-		for buf.Len()%4 != 0 {
-			buf.WriteByte(0)
-		}
+	if err := cpio.WriteArchive(&buf, cpio.Options{}, entries...); err != nil {
+		return nil, err
 	}
-	write := func(ino int, name string, mode uint32, data []byte) {
-		fmt.Fprintf(&buf, "070701%08X%08X%08X%08X%08X%08X%08X%08X%08X%08X%08X%08X%08X",
-			ino, mode, 0, 0, 1, 0, len(data), 0, 0, 0, 0, len(name)+1, 0)
-		buf.WriteString(name)
-		buf.WriteByte(0)
-		pad()
-		buf.Write(data)
-		pad()
-	}
-	for i, p := range names {
-		st, err := os.Lstat(p)
-		if err != nil {
-			return nil, err
-		}
-		rel, _ := filepath.Rel(root, p)
-		switch {
-		case st.IsDir():
-			write(i+1, rel, 0o040000|uint32(st.Mode().Perm()), nil)
-		default:
-			data, err := os.ReadFile(p)
-			if err != nil {
-				return nil, err
-			}
-			write(i+1, rel, 0o100000|uint32(st.Mode().Perm()), data)
-		}
-	}
-	write(0, "TRAILER!!!", 0, nil)
 	return buf.Bytes(), nil
 }
 
