@@ -176,8 +176,6 @@ type Boot struct {
 	Uptime time.Duration
 	Opts   Options
 
-	ru0 syscall.Rusage // at Run
-
 	knobs     cmdline.Knobs
 	device    string // secure-module device path, "" if none
 	heartbeat time.Duration
@@ -322,7 +320,6 @@ func (b *Boot) Run() (st status.Status) {
 		b.Start = time.Now()
 	}
 	b.knobs = cmdline.Defaults()
-	syscall.Getrusage(syscall.RUSAGE_SELF, &b.ru0)
 	defer func() {
 		if v := recover(); v != nil {
 			b.Con.Errorf("panic: %v\n%s", v, debug.Stack())
@@ -499,8 +496,7 @@ func (b *Boot) run() (status.Status, error) {
 	b.Con.Logf("ready in %s (heartbeat %s excluded)", Ms(ready), Ms(b.heartbeat))
 	var ru syscall.Rusage
 	if syscall.Getrusage(syscall.RUSAGE_SELF, &ru) == nil {
-		b.Con.Debugf("since start: user %s, system %s (all threads; tick-sampled); so far: page faults %d minor, %d major; max RSS %d KiB",
-			Ms(time.Duration(ru.Utime.Nano()-b.ru0.Utime.Nano())), Ms(time.Duration(ru.Stime.Nano()-b.ru0.Stime.Nano())), ru.Minflt, ru.Majflt, ru.Maxrss)
+		b.Con.Debugf("page faults so far: %d minor, %d major; max RSS %d KiB", ru.Minflt, ru.Majflt, ru.Maxrss)
 	}
 	own := ready - b.deviceWait - b.crngWait
 	b.Con.Logf("own time %s (waits excluded: heartbeat %s, device %s, crng %s)",
