@@ -495,7 +495,7 @@ func (b *Boot) run() (status.Status, error) {
 	}
 	b.Con.Logf("ready in %s (heartbeat %s excluded)", Ms(ready), Ms(b.heartbeat))
 	var ru syscall.Rusage
-	if syscall.Getrusage(syscall.RUSAGE_SELF, &ru) == nil {
+	if b.Con.Debug() && syscall.Getrusage(syscall.RUSAGE_SELF, &ru) == nil {
 		b.Con.Debugf("page faults so far: %d minor, %d major; max RSS %d KiB", ru.Minflt, ru.Majflt, ru.Maxrss)
 	}
 	own := ready - b.deviceWait - b.crngWait
