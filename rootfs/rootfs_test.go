@@ -19,38 +19,21 @@ import (
 	"time"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
-	ucpio "github.com/u-root/u-root/pkg/cpio"
 
 	"github.com/qtenclave/enclave/init/launch"
 	"github.com/qtenclave/enclave/rootfs/cpio"
 	"github.com/qtenclave/enclave/rootfs/dirtar"
 	"github.com/qtenclave/enclave/rootfs/flatten"
+	"github.com/qtenclave/enclave/rootfs/internal/cpiotest"
 	"github.com/qtenclave/enclave/rootfs/ocilayout"
 )
 
-type rec struct {
-	ucpio.Info
-	Data string
-}
+type rec = cpiotest.Record
 
-func readRamdisk(t testing.TB, data []byte) (map[string]rec, []string) {
-	t.Helper()
-	recs, err := ucpio.ReadAllRecords(ucpio.Newc.Reader(bytes.NewReader(data)))
-	if err != nil {
-		t.Fatalf("read ramdisk: %v", err)
-	}
-	out := map[string]rec{}
-	var order []string
-	for _, r := range recs {
-		b, err := io.ReadAll(io.NewSectionReader(r.ReaderAt, 0, int64(r.FileSize)))
-		if err != nil {
-			t.Fatal(err)
-		}
-		out[r.Name] = rec{r.Info, string(b)}
-		order = append(order, r.Name)
-	}
-	return out, order
-}
+var (
+	readRamdisk = cpiotest.Read
+	describe    = cpiotest.Describe
+)
 
 func readFile(t testing.TB, p string) []byte {
 	t.Helper()
@@ -188,27 +171,6 @@ func ramdisk(t testing.TB, img *Image, opts Options) ([]byte, *launch.Manifest, 
 		t.Errorf("Stats.ArchiveBytes = %d, want %d", st.ArchiveBytes, b.Len())
 	}
 	return b.Bytes(), m, st
-}
-
-func describe(all map[string]rec, r rec) string {
-	perm := r.Mode & cpio.PermMask
-	switch r.Mode & cpio.TypeMask {
-	case cpio.TypeDir:
-		return fmt.Sprintf("d %04o %d:%d", perm, r.UID, r.GID)
-	case cpio.TypeSymlink:
-		return fmt.Sprintf("l %04o %d:%d ->%s", perm, r.UID, r.GID, r.Data)
-	case cpio.TypeReg:
-		data := r.Data
-		if r.NLink > 1 && r.FileSize == 0 {
-			for _, o := range all {
-				if o.Ino == r.Ino && o.FileSize > 0 {
-					data = o.Data
-				}
-			}
-		}
-		return fmt.Sprintf("f %04o %d:%d =%s", perm, r.UID, r.GID, data)
-	}
-	return fmt.Sprintf("? %o", r.Mode)
 }
 
 func TestOCILayoutRamdisk(t *testing.T) {

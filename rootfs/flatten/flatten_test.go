@@ -11,9 +11,9 @@ import (
 	"testing"
 	"time"
 
-	ucpio "github.com/u-root/u-root/pkg/cpio"
 
 	"github.com/qtenclave/enclave/rootfs/cpio"
+	"github.com/qtenclave/enclave/rootfs/internal/cpiotest"
 )
 
 // Tar entry constructors for hand-made layers.
@@ -91,51 +91,15 @@ func flattenLayers(t testing.TB, layers ...[]byte) (map[string]rec, Stats, error
 	return readBack(t, b.Bytes()), st, nil
 }
 
-type rec struct {
-	ucpio.Info
-	data string
-}
+type rec = cpiotest.Record
 
 func readBack(t testing.TB, data []byte) map[string]rec {
 	t.Helper()
-	recs, err := ucpio.ReadAllRecords(ucpio.Newc.Reader(bytes.NewReader(data)))
-	if err != nil {
-		t.Fatalf("read cpio: %v", err)
-	}
-	out := map[string]rec{}
-	for _, r := range recs {
-		b, err := io.ReadAll(io.NewSectionReader(r.ReaderAt, 0, int64(r.FileSize)))
-		if err != nil {
-			t.Fatal(err)
-		}
-		out[r.Name] = rec{r.Info, string(b)}
-	}
-	return out
+	all, _ := cpiotest.Read(t, data)
+	return all
 }
 
-// describe renders a record as "f 0644 0:0 =data", "d 0755 0:0",
-// "l 0777 0:0 ->target". The content of a hard link without data (not the
-// first of its inode) is taken from the record that has it.
-func describe(all map[string]rec, r rec) string {
-	perm := r.Mode & cpio.PermMask
-	switch r.Mode & cpio.TypeMask {
-	case cpio.TypeDir:
-		return fmt.Sprintf("d %04o %d:%d", perm, r.UID, r.GID)
-	case cpio.TypeSymlink:
-		return fmt.Sprintf("l %04o %d:%d ->%s", perm, r.UID, r.GID, r.data)
-	case cpio.TypeReg:
-		data := r.data
-		if r.NLink > 1 && r.FileSize == 0 {
-			for _, o := range all {
-				if o.Ino == r.Ino && o.FileSize > 0 {
-					data = o.data
-				}
-			}
-		}
-		return fmt.Sprintf("f %04o %d:%d =%s", perm, r.UID, r.GID, data)
-	}
-	return fmt.Sprintf("? %o", r.Mode)
-}
+var describe = cpiotest.Describe
 
 // linkGroups lists the names sharing an inode, for inodes with nlink > 1.
 func linkGroups(all map[string]rec) []string {
