@@ -11,7 +11,6 @@ import (
 	"testing"
 	"time"
 
-
 	"github.com/qtenclave/enclave/rootfs/cpio"
 	"github.com/qtenclave/enclave/rootfs/internal/cpiotest"
 )
