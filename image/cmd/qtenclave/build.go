@@ -13,6 +13,7 @@ import (
 	"github.com/qtenclave/enclave/image/bootstrap"
 	"github.com/qtenclave/enclave/image/eif"
 	"github.com/qtenclave/enclave/internal/atomicfile"
+	"github.com/qtenclave/enclave/internal/cliflag"
 	"github.com/qtenclave/enclave/rootfs"
 	"github.com/qtenclave/enclave/rootfs/cpio"
 )
@@ -81,8 +82,8 @@ func runBuild(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	fs := newFlags("build", buildUsage, stderr)
 	var c buildConfig
 	var arch, workdir, user string
-	var entrypoint, cmd argvFlag
-	var env stringList
+	var entrypoint, cmd cliflag.Argv
+	var env cliflag.List
 	fs.StringVar(&c.image, "image", "", "container image `REF`: docker-archive:PATH, oci:DIR[:TAG] or dir:PATH")
 	fs.StringVar(&c.kernel, "kernel", os.Getenv("QTENCLAVE_KERNEL"), "kernel image `FILE` (bzImage or arm64 Image; default $QTENCLAVE_KERNEL)")
 	fs.StringVar(&c.output, "o", "", "output `FILE` (.eif)")
@@ -142,7 +143,7 @@ func runBuild(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 			return exitUsage
 		}
 	}
-	c.override = rootfs.Config{Entrypoint: entrypoint.value(), Cmd: cmd.value(), Env: env, WorkingDir: workdir, User: user}
+	c.override = rootfs.Config{Entrypoint: entrypoint.V, Cmd: cmd.V, Env: env, WorkingDir: workdir, User: user}
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 	defer stop()

@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"strings"
 	"sync/atomic"
 	"time"
 
@@ -71,60 +70,6 @@ func usageExit(err error) int {
 		return exitOK
 	}
 	return exitUsage
-}
-
-// stringList is a repeatable string flag.
-type stringList []string
-
-func (s *stringList) String() string { return strings.Join(*s, ",") }
-func (s *stringList) Set(v string) error {
-	*s = append(*s, v)
-	return nil
-}
-
-// argvFlag is an argv given either as a JSON array (["/bin/sh","-c","x"])
-// or as a single program (one element); "" or [] is an empty argv. It
-// remembers whether it was set, since an empty override differs from none.
-type argvFlag struct {
-	argv []string
-	set  bool
-}
-
-func (a *argvFlag) String() string {
-	if a == nil || !a.set {
-		return ""
-	}
-	b, _ := json.Marshal(a.argv)
-	return string(b)
-}
-
-func (a *argvFlag) Set(v string) error {
-	a.set = true
-	v = strings.TrimSpace(v)
-	switch {
-	case v == "":
-		a.argv = []string{}
-	case strings.HasPrefix(v, "["):
-		var argv []string
-		if err := json.Unmarshal([]byte(v), &argv); err != nil {
-			return fmt.Errorf("not a JSON array of strings: %v", err)
-		}
-		a.argv = argv
-		if a.argv == nil {
-			a.argv = []string{}
-		}
-	default:
-		a.argv = []string{v}
-	}
-	return nil
-}
-
-// value returns nil when unset (keep the image's), else the argv.
-func (a *argvFlag) value() []string {
-	if !a.set {
-		return nil
-	}
-	return a.argv
 }
 
 // writeJSON prints v indented, as nitro-cli does.

@@ -15,6 +15,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/qtenclave/enclave/internal/cliflag"
 	"github.com/qtenclave/enclave/qtsm"
 	"github.com/qtenclave/enclave/qtsm/attestation"
 )
@@ -107,7 +108,7 @@ func (p pcrFlags) Set(v string) error {
 func runVerify(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	fs := newFlags("verify", verifyUsage, stderr)
 	vendorFlag := fs.String("vendor", "auto", "document vendor: `nitro, qingtian or auto`")
-	var roots stringList
+	var roots cliflag.List
 	fs.Var(&roots, "root", "trusted root certificate `FILE` (DER or PEM; repeatable; replaces the embedded roots)")
 	at := fs.String("at", "now", "verification time: `now, doc or RFC3339`")
 	maxAge := fs.Duration("max-age", 0, "refuse documents older than `DUR` at the verification time (e.g. 15m; 0: no limit)")

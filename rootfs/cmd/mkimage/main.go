@@ -20,9 +20,9 @@ import (
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 
+	"github.com/qtenclave/enclave/internal/cliflag"
 	"github.com/qtenclave/enclave/rootfs/cpio"
 	"github.com/qtenclave/enclave/rootfs/dirtar"
-	"github.com/qtenclave/enclave/rootfs/internal/cliflag"
 	"github.com/qtenclave/enclave/rootfs/ocilayout"
 )
 

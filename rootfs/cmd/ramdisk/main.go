@@ -15,9 +15,9 @@ import (
 	"os"
 	"os/signal"
 
+	"github.com/qtenclave/enclave/internal/cliflag"
 	"github.com/qtenclave/enclave/rootfs"
 	"github.com/qtenclave/enclave/rootfs/cpio"
-	"github.com/qtenclave/enclave/rootfs/internal/cliflag"
 )
 
 func main() {

@@ -15,6 +15,8 @@ func TestArgv(t *testing.T) {
 		{`[]`, []string{}, true},
 		{``, []string{}, true},
 		{`/bin/sh`, []string{"/bin/sh"}, true},
+		{` /bin/sh `, []string{"/bin/sh"}, true},
+		{`  `, []string{}, true},
 		{`["/app",1]`, nil, false},
 		{`[`, nil, false},
 	}

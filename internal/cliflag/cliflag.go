@@ -1,4 +1,5 @@
-// Package cliflag holds the flag types shared by the rootfs commands.
+// Package cliflag holds the flag types shared by the commands (qtenclave,
+// rootfs/cmd/mkimage, rootfs/cmd/ramdisk).
 package cliflag
 
 import (
@@ -28,12 +29,13 @@ func (a *Argv) String() string {
 	return string(b)
 }
 
-// Set parses the value.
+// Set parses the value (surrounding blanks are ignored).
 func (a *Argv) Set(s string) error {
+	s = strings.TrimSpace(s)
 	switch {
 	case s == "":
 		a.V = []string{}
-	case strings.HasPrefix(strings.TrimSpace(s), "["):
+	case strings.HasPrefix(s, "["):
 		var v []string
 		if err := json.Unmarshal([]byte(s), &v); err != nil {
 			return fmt.Errorf("not a JSON array of strings: %v", err)
