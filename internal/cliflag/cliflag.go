@@ -4,9 +4,31 @@ package cliflag
 
 import (
 	"encoding/json"
+	"flag"
 	"fmt"
 	"strings"
 )
+
+// Parse parses flags placed before, between or after the positional
+// arguments ("--" ends flag parsing) and returns the positional ones.
+func Parse(fs *flag.FlagSet, args []string) ([]string, error) {
+	var pos []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			return nil, err
+		}
+		rest := fs.Args()
+		if len(rest) == 0 {
+			return pos, nil
+		}
+		// flag.Parse consumed a "--" iff the argument before rest is "--".
+		if n := len(args) - len(rest); n > 0 && args[n-1] == "--" {
+			return append(pos, rest...), nil
+		}
+		pos = append(pos, rest[0])
+		args = rest[1:]
+	}
+}
 
 // List is a repeatable string flag (-env A=1 -env B=2).
 type List []string

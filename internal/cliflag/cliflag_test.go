@@ -1,6 +1,8 @@
 package cliflag
 
 import (
+	"flag"
+	"io"
 	"reflect"
 	"testing"
 )
@@ -39,5 +41,28 @@ func TestList(t *testing.T) {
 	l.Set("B=2")
 	if !reflect.DeepEqual([]string(l), []string{"A=1", "B=2"}) || l.String() != "A=1,B=2" {
 		t.Errorf("List = %q (%s), want [A=1 B=2]", l, l.String())
+	}
+}
+
+func TestParse(t *testing.T) {
+	for _, tt := range []struct {
+		args    []string
+		wantPos []string
+		wantV   bool
+		ok      bool
+	}{
+		{[]string{"a", "-v", "b"}, []string{"a", "b"}, true, true},
+		{[]string{"-v", "a"}, []string{"a"}, true, true},
+		{[]string{"a", "--", "-v", "b"}, []string{"a", "-v", "b"}, false, true},
+		{[]string{}, nil, false, true},
+		{[]string{"a", "-bogus"}, nil, false, false},
+	} {
+		fs := flag.NewFlagSet("t", flag.ContinueOnError)
+		fs.SetOutput(io.Discard)
+		v := fs.Bool("v", false, "")
+		pos, err := Parse(fs, tt.args)
+		if (err == nil) != tt.ok || (tt.ok && (!reflect.DeepEqual(pos, tt.wantPos) || *v != tt.wantV)) {
+			t.Errorf("Parse(%q) = %q, -v=%v, %v; want %q, -v=%v, ok=%v", tt.args, pos, *v, err, tt.wantPos, tt.wantV, tt.ok)
+		}
 	}
 }

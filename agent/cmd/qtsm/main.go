@@ -34,6 +34,7 @@ import (
 
 	"github.com/qtenclave/enclave/agent/api"
 	"github.com/qtenclave/enclave/agent/client"
+	"github.com/qtenclave/enclave/internal/cliflag"
 	"github.com/qtenclave/enclave/qtsm"
 	"github.com/qtenclave/enclave/qtsm/pcr"
 )
@@ -153,18 +154,11 @@ func (e *env) dry() bool { return e.m == nil }
 // positional arguments ("-" counts as positional).
 func parseArgs(fs *flag.FlagSet, args []string) ([]string, error) {
 	fs.SetOutput(io.Discard)
-	var pos []string
-	for {
-		if err := fs.Parse(args); err != nil {
-			return nil, usagef("%s: %v", fs.Name(), err)
-		}
-		args = fs.Args()
-		if len(args) == 0 {
-			return pos, nil
-		}
-		pos = append(pos, args[0])
-		args = args[1:]
+	pos, err := cliflag.Parse(fs, args)
+	if err != nil {
+		return nil, usagef("%s: %v", fs.Name(), err)
 	}
+	return pos, nil
 }
 
 func parseIndex(s string) (int, error) {

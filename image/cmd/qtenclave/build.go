@@ -113,7 +113,7 @@ func runBuild(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	fs.Var(&env, "env", "add or replace an environment variable `KEY=VALUE` (repeatable)")
 	fs.StringVar(&workdir, "workdir", "", "override the image's WorkingDir")
 	fs.StringVar(&user, "user", "", "override the image's User")
-	pos, err := parseArgs(fs, args)
+	pos, err := cliflag.Parse(fs, args)
 	if err != nil {
 		return usageExit(err)
 	}

@@ -14,6 +14,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/qtenclave/enclave/image/eif"
+	"github.com/qtenclave/enclave/internal/cliflag"
 )
 
 // newFlags returns a FlagSet that reports errors on stderr and never exits.
@@ -27,33 +28,11 @@ func newFlags(name, usage string, stderr io.Writer) *flag.FlagSet {
 	return fs
 }
 
-// parseArgs parses flags placed before, between or after the positional
-// arguments ("--" ends flag parsing) and returns the positional ones. It
-// returns errHelp for -h.
-func parseArgs(fs *flag.FlagSet, args []string) ([]string, error) {
-	var pos []string
-	for {
-		if err := fs.Parse(args); err != nil {
-			return nil, err
-		}
-		rest := fs.Args()
-		if len(rest) == 0 {
-			return pos, nil
-		}
-		// flag.Parse consumed a "--" iff the argument before rest is "--".
-		if n := len(args) - len(rest); n > 0 && args[n-1] == "--" {
-			return append(pos, rest...), nil
-		}
-		pos = append(pos, rest[0])
-		args = rest[1:]
-	}
-}
-
-// parseN is parseArgs for a command that takes exactly n positional
+// parseN is cliflag.Parse for a command that takes exactly n positional
 // arguments. When ok is false, the usage has been printed as needed and
 // code is the exit status.
 func parseN(fs *flag.FlagSet, args []string, n int) (pos []string, code int, ok bool) {
-	pos, err := parseArgs(fs, args)
+	pos, err := cliflag.Parse(fs, args)
 	if err != nil {
 		return nil, usageExit(err), false
 	}

@@ -21,6 +21,7 @@ import (
 
 	"github.com/qtenclave/enclave/image/eif"
 	"github.com/qtenclave/enclave/internal/cache"
+	"github.com/qtenclave/enclave/internal/cliflag"
 	"github.com/qtenclave/enclave/parent/emulator"
 )
 
@@ -146,18 +147,9 @@ func parseRunArgs(args []string, stderr io.Writer) (*runOptions, error) {
 	fs.StringVar(&o.append, "append", "", "extra kernel command line (not measured)")
 	fs.StringVar(&o.icount, "icount", "", "run TCG with -icount shift=`N` (0..10): guest time counts instructions (2^N ns each), not host time, so timings measure the guest's work rather than the emulator's and the host's load; much slower (one vCPU runs at a time)")
 	fs.BoolVar(&o.verbose, "v", false, "log the parent's vsock and vhost-user diagnostics to stderr")
-	var positional []string
-	rest := args
-	for {
-		if err := fs.Parse(rest); err != nil {
-			return nil, err
-		}
-		rest = fs.Args()
-		if len(rest) == 0 {
-			break
-		}
-		positional = append(positional, rest[0])
-		rest = rest[1:]
+	positional, err := cliflag.Parse(fs, args)
+	if err != nil {
+		return nil, err
 	}
 	if o.icount != "" {
 		if n, err := strconv.Atoi(o.icount); err != nil || n < 0 || n > 10 || strconv.Itoa(n) != o.icount {

@@ -120,7 +120,7 @@ func runVerify(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	fs.Var(&publicKey, "public-key", "expected public_key `HEX` (\"\" expects none)")
 	allowDebug := fs.Bool("allow-debug", false, "accept a debug-mode enclave (PCR0 zero)")
 	allowUnsigned := fs.Bool("allow-unsigned", false, "accept an emulator's unsigned document (never in production)")
-	pos, err := parseArgs(fs, args)
+	pos, err := cliflag.Parse(fs, args)
 	if err != nil {
 		return usageExit(err)
 	}
