@@ -10,6 +10,7 @@
 //	init/entropy     GetRandom -> RNDADDENTROPY, CRNG readiness, a GetRandom-only client
 //	init/vsock       AF_VSOCK dialer without package net
 //	init/heartbeat   0xB7 to CID 3 port 9000 with bounded retry and a time-sync hook
+//	init/logs        the log stream to the parent (proto/logstream): init's, the agent's and the workload's lines
 //	init/launch      the launch manifest (contract 1): launch.json or cmd+env
 //	init/user        Docker USER resolution against /etc/passwd and /etc/group
 //	init/workload    Entrypoint+Cmd, env, PATH lookup, WORKDIR, USER
@@ -54,6 +55,16 @@
 //     attempts with back-off 100 ms doubling to 1 s, 5 s per attempt; an
 //     optional hook then runs on the connection (Qingtian time sync). If it
 //     never succeeds the boot ends with reason "heartbeat".
+//     Then the log stream ("log-stream" step), when the kernel command
+//     line names its port (qtenclave.log_port=N; qtenclave run sets it):
+//     init connects to the parent on that port and sends every console
+//     line it has written since its start (kept in memory until then,
+//     bounded by logs.MaxPending), then every later one, the agent's, and
+//     the workload's stdout and stderr, each line a record of its own
+//     (wire format: proto/logstream). The workload then writes to pipes
+//     that init reads, not to the console, so no kernel message can land
+//     in the middle of its lines. Without the knob, or if the connection
+//     fails or later breaks, the workload writes to the console as before.
 //  5. Launch configuration: /launch.json, else /cmd and /env (missing /env =
 //     empty environment). The files stay where they are: outside /rootfs
 //     they are unreachable after the switch root.
@@ -92,9 +103,13 @@
 //     uid, name:group or uid:gid with supplementary groups from /etc/group;
 //     its own session (setsid). SIGTERM, SIGINT, SIGHUP, SIGQUIT, SIGUSR1,
 //     SIGUSR2 and SIGWINCH sent to init are forwarded to it. One reaper
-//     waits for every child and orphan.
-//  9. When the workload exits: the agent gets SIGTERM (SIGKILL after 2 s),
-//     sync, the status line, the status to the parent over vsock (CID 3,
+//     waits for every child and orphan. Its stdout and stderr: pipes into
+//     the log stream when it is connected, else the console.
+//  9. When the workload exits: the rest of its output is read (until every
+//     process holding its pipes has closed them, 2 s bound), the agent gets
+//     SIGTERM (SIGKILL after 2 s), sync, the status line, the end of the log
+//     stream (half-close; the parent closes its side once it has read every
+//     line, which init waits for, 2 s bound), the status to the parent over vsock (CID 3,
 //     port 9001: one line; the parent acknowledges it by closing the
 //     connection, which init waits for, 2 s bound, so the reboot cannot
 //     overtake the line), then reboot(RB_AUTOBOOT). With QEMU's
@@ -106,6 +121,7 @@
 //
 //	qtenclave.heartbeat=CID:PORT|off   default 3:9000
 //	qtenclave.status_port=N            default 9001, 0 = no report
+//	qtenclave.log_port=N               default 0 = no log stream (qtenclave run: 9002)
 //	qtenclave.debug=1                  debug lines (signals, orphans)
 //
 // # Console lines
@@ -129,9 +145,9 @@
 //	init: rebooting (RB_AUTOBOOT)
 //
 // Step names, in order: devtmpfs, console, cmdline, modules, device,
-// entropy, heartbeat, config, agent-open, switch-root, mounts, workload,
+// entropy, heartbeat, log-stream, config, agent-open, switch-root, mounts, workload,
 // agent-start, loopback, hostname, hosts, rlimits, exec (then, at the end,
-// agent-stop and report); agent-ready comes whenever the agent is ready,
+// agent-stop, log-close and report); agent-ready comes whenever the agent is ready,
 // usually after exec. Only config, heartbeat, switch-root,
 // mounts, workload and exec end the boot when they fail; the others are
 // reported and the boot goes on.

@@ -27,6 +27,7 @@ import (
 	"github.com/qtenclave/enclave/init/heartbeat"
 	"github.com/qtenclave/enclave/init/kmod"
 	"github.com/qtenclave/enclave/init/launch"
+	"github.com/qtenclave/enclave/init/logs"
 	"github.com/qtenclave/enclave/init/mount"
 	"github.com/qtenclave/enclave/init/netlo"
 	"github.com/qtenclave/enclave/init/reaper"
@@ -34,6 +35,7 @@ import (
 	"github.com/qtenclave/enclave/init/supervise"
 	"github.com/qtenclave/enclave/init/vsock"
 	"github.com/qtenclave/enclave/init/workload"
+	"github.com/qtenclave/enclave/proto/logstream"
 )
 
 // Machine is everything the sequence does to the system. Paths are in the
@@ -106,6 +108,12 @@ type Options struct {
 	Nofile      uint64        // RLIMIT_NOFILE for the workload (default 65536; the manifest overrides)
 	Hostname    string        // default "enclave" (the manifest overrides)
 	ReportWait  time.Duration // bound on the status report (default 2s)
+	// LogDrain bounds the wait, after the workload exits, for the rest of
+	// its output (a process it started may hold its pipes; default 2s).
+	LogDrain time.Duration
+	// LogClose bounds the wait for the parent to acknowledge the end of
+	// the log stream (default logs.DefaultCloseTimeout).
+	LogClose time.Duration
 }
 
 // DevicePaths are the secure-module devices, in qtsm.DeviceSpecs' order
@@ -121,6 +129,7 @@ const (
 	DefaultAgentStop  = 2 * time.Second
 	DefaultNofile     = 65536
 	DefaultHostname   = "enclave"
+	DefaultLogDrain   = 2 * time.Second
 )
 
 func (o *Options) defaults() {
@@ -157,6 +166,9 @@ func (o *Options) defaults() {
 	if o.Hostname == "" {
 		o.Hostname = DefaultHostname
 	}
+	if o.LogDrain == 0 {
+		o.LogDrain = DefaultLogDrain
+	}
 }
 
 // Boot is one run of the sequence.
@@ -165,6 +177,9 @@ type Boot struct {
 	Procs  Procs
 	Dialer vsock.Dialer
 	Con    *console.Console
+	// Logs is the log stream to the parent; nil: none (the workload
+	// writes to the console). Main mirrors the console into it.
+	Logs *logs.Stream
 	// OpenModule opens the secure-module device at path.
 	OpenModule func(path string) (src entropy.Source, close func() error, err error)
 	// Cmdline is the kernel command line; nil reads /proc/cmdline.
@@ -385,6 +400,7 @@ func (b *Boot) run() (status.Status, error) {
 	if err != nil {
 		return status.Status{}, &fatal{status.Failed(status.Heartbeat), err}
 	}
+	b.step("log-stream", func() (string, error) { return b.connectLogs(ctx) })
 
 	// 5. Launch configuration.
 	if err := logConfig(); err != nil {
@@ -472,15 +488,23 @@ func (b *Boot) run() (status.Status, error) {
 	var pid int
 	var done <-chan reaper.Status
 	if err := b.step("exec", func() (string, error) {
-		var err error
-		pid, done, err = b.Procs.Start(Proc{
+		p := Proc{
 			Path: spec.Path, Argv: spec.Argv, Env: spec.Env, Dir: spec.Dir, Setsid: true,
 			Cred: &syscall.Credential{Uid: spec.User.UID, Gid: spec.User.GID, Groups: spec.User.Groups},
-		})
+		}
+		where := b.workloadOutput(&p)
+		var err error
+		pid, done, err = b.Procs.Start(p)
+		// The workload has its copies of the pipes now (or never will).
+		for _, f := range []*os.File{p.Stdout, p.Stderr} {
+			if f != nil {
+				f.Close()
+			}
+		}
 		if err != nil {
 			return "", workload.ExecError(spec.Argv[0], err)
 		}
-		return fmt.Sprintf("pid %d", pid), nil
+		return fmt.Sprintf("pid %d, output %s", pid, where), nil
 	}); err != nil {
 		var we *workload.Error
 		if !errors.As(err, &we) {
@@ -504,6 +528,9 @@ func (b *Boot) run() (status.Status, error) {
 
 	ws := <-done
 	b.Procs.ForwardTo(0)
+	if b.Logs != nil && !b.Logs.Drain(b.Opts.LogDrain) {
+		b.Con.Warnf("the workload's output is still open %v after it exited (a process it started holds it); not waiting for the rest", b.Opts.LogDrain)
+	}
 	b.Con.Logf("workload %v", ws)
 	if ws.Signaled() {
 		return status.Killed(int(ws.Signal())), nil
@@ -634,6 +661,64 @@ func (b *Boot) seed(ctx context.Context) (string, error) {
 	return strings.Join(parts, ", "), seedErr
 }
 
+// connectLogs connects the log stream when the kernel command line names
+// its port; otherwise the stream is off and the workload writes to the
+// console.
+func (b *Boot) connectLogs(ctx context.Context) (string, error) {
+	if b.Logs == nil {
+		return "", skipf("no log stream in this init")
+	}
+	port := b.knobs.LogPort
+	if port == 0 {
+		b.Logs.Disable()
+		return "", skipf("off (no qtenclave.log_port): the workload writes to the console")
+	}
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	if err := b.Logs.Connect(ctx, b.Dialer, b.knobs.HeartbeatCID, port); err != nil {
+		return "the workload writes to the console", err
+	}
+	return fmt.Sprintf("%d:%d", b.knobs.HeartbeatCID, port), nil
+}
+
+// workloadOutput gives p pipes into the log stream when it is connected,
+// and says where the workload's output goes.
+func (b *Boot) workloadOutput(p *Proc) string {
+	if b.Logs == nil || !b.Logs.Connected() {
+		return "to the console"
+	}
+	out, err := b.Logs.Pipe(logstream.Stdout)
+	if err != nil {
+		b.Con.Warnf("%v: the workload writes to the console", err)
+		return "to the console"
+	}
+	errw, err := b.Logs.Pipe(logstream.Stderr)
+	if err != nil {
+		out.Close()
+		b.Con.Warnf("%v: the workload writes to the console", err)
+		return "to the console"
+	}
+	p.Stdout, p.Stderr = out, errw
+	return "to the log stream"
+}
+
+// closeLogs ends the log stream: everything logged so far is at the parent
+// once it returns (or its bound has passed).
+func (b *Boot) closeLogs() {
+	if b.Logs == nil || !b.Logs.Connected() {
+		if b.Logs != nil {
+			b.Logs.Disable()
+		}
+		return
+	}
+	t0 := time.Now()
+	if err := b.Logs.Close(b.Opts.LogClose); err != nil {
+		b.Con.Logf("step log-close failed in %s: %v", Ms(time.Since(t0)), err)
+		return
+	}
+	b.Con.Logf("step log-close ok in %s", Ms(time.Since(t0)))
+}
+
 func (b *Boot) heartbeatStep(ctx context.Context) (string, error) {
 	if !b.knobs.Heartbeat {
 		return "", skipf("disabled on the kernel command line")
@@ -697,7 +782,7 @@ func (b *Boot) startAgent(execPath string, gid uint32) (func() (string, error), 
 		defer close(b.agentDone)
 		defer out.Close()
 		defer func() { recover() }() // never let logging take PID 1 down
-		w := b.Con.PrefixWriter("qtsm-agent: ")
+		w := b.Con.PrefixWriter("qtsm-agent: ", logstream.Agent)
 		io.Copy(w, out)
 		w.Close()
 	}()
@@ -820,6 +905,7 @@ func (b *Boot) Finish(st status.Status) {
 	}()
 	b.M.Sync()
 	b.Con.Line(st.Line())
+	b.closeLogs()
 	if port := b.knobs.StatusPort; port != 0 && b.Dialer != nil {
 		t0 := time.Now()
 		err := status.Report(context.Background(), b.Dialer, b.knobs.HeartbeatCID, port, st, b.Opts.ReportWait)

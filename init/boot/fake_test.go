@@ -3,6 +3,7 @@ package boot
 import (
 	"bufio"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"io/fs"
@@ -19,6 +20,7 @@ import (
 	"github.com/qtenclave/enclave/init/netlo"
 	"github.com/qtenclave/enclave/init/reaper"
 	"github.com/qtenclave/enclave/init/vsock"
+	"github.com/qtenclave/enclave/proto/logstream"
 	"golang.org/x/sys/unix"
 )
 
@@ -236,15 +238,17 @@ func (f *fakeProcs) Start(p Proc) (int, <-chan reaper.Status, error) {
 		return os.NewFile(uintptr(fd), fl.Name())
 	}
 	cp := p
-	cp.Stdout, cp.Extra = dup(p.Stdout), nil
+	cp.Stdout, cp.Stderr, cp.Extra = dup(p.Stdout), dup(p.Stderr), nil
 	for _, e := range p.Extra {
 		cp.Extra = append(cp.Extra, dup(e))
 	}
 	done := make(chan reaper.Status, 1)
 	go func() {
 		ws := behave(cp, kill)
-		if cp.Stdout != nil {
-			cp.Stdout.Close()
+		for _, f := range []*os.File{cp.Stdout, cp.Stderr} {
+			if f != nil {
+				f.Close()
+			}
 		}
 		for _, e := range cp.Extra {
 			e.Close()
@@ -289,19 +293,22 @@ func (f *fakeProcs) byPath(p string) (Proc, bool) {
 	return Proc{}, false
 }
 
-// fakeParent answers the heartbeat on port 9000 and records status lines
-// on port 9001, over net.Pipe.
+// fakeParent answers the heartbeat on port 9000, reads the log stream on
+// port 9002 (proto/logstream's reader) and records status lines on port
+// 9001, over net.Pipe.
 type fakeParent struct {
 	ev      *events
 	refuse  bool
+	refused map[uint32]bool // ports that refuse connections
 	mu      sync.Mutex
 	reports []string
+	records []string // "source|text" ("source+|text" for a piece), or "error|..."
 	wg      sync.WaitGroup
 }
 
 func (p *fakeParent) Dial(ctx context.Context, cid, port uint32) (vsock.Conn, error) {
 	p.ev.add("dial %d:%d", cid, port)
-	if p.refuse {
+	if p.refuse || p.refused[port] {
 		return nil, syscall.ECONNRESET
 	}
 	a, b := net.Pipe()
@@ -315,6 +322,22 @@ func (p *fakeParent) Dial(ctx context.Context, cid, port uint32) (vsock.Conn, er
 			if _, err := io.ReadFull(b, x[:]); err == nil {
 				b.Write(x[:])
 			}
+		case 9002:
+			r := logstream.NewReader(b)
+			for {
+				rec, err := r.Next()
+				if err != nil {
+					if !errors.Is(err, io.EOF) {
+						p.addRecord("error|" + err.Error())
+					}
+					return
+				}
+				mark := ""
+				if rec.More {
+					mark = "+"
+				}
+				p.addRecord(rec.Source.String() + mark + "|" + string(rec.Text))
+			}
 		default:
 			line, _ := bufio.NewReader(b).ReadString('\n')
 			p.mu.Lock()
@@ -323,6 +346,20 @@ func (p *fakeParent) Dial(ctx context.Context, cid, port uint32) (vsock.Conn, er
 		}
 	}()
 	return a, nil
+}
+
+func (p *fakeParent) addRecord(s string) {
+	p.mu.Lock()
+	p.records = append(p.records, s)
+	p.mu.Unlock()
+}
+
+// logged is what the parent read from the log stream.
+func (p *fakeParent) logged() []string {
+	p.wg.Wait()
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return append([]string(nil), p.records...)
 }
 
 func (p *fakeParent) got() []string {

@@ -13,6 +13,7 @@ import (
 	"github.com/qtenclave/enclave/init/entropy"
 	"github.com/qtenclave/enclave/init/kmod"
 	"github.com/qtenclave/enclave/init/listen"
+	"github.com/qtenclave/enclave/init/logs"
 	"github.com/qtenclave/enclave/init/mount"
 	"github.com/qtenclave/enclave/init/netlo"
 	"github.com/qtenclave/enclave/init/reaper"
@@ -216,8 +217,13 @@ func MainWith(setup func(*Boot)) {
 		}
 		hang(con)
 	}()
+	// Every console line also goes to the log stream, which keeps them
+	// until it connects (after the heartbeat) or is turned off.
+	stream := logs.New(os.Stderr)
+	stream.Warnf = con.Warnf
+	con.SetMirror(stream.Line)
 	procs := StartReaper(reaper.Options{Logf: con.Debugf})
-	b = &Boot{M: Linux{}, Procs: procs, Dialer: vsock.Kernel{}, Con: con, OpenModule: OpenModule, Start: start}
+	b = &Boot{M: Linux{}, Procs: procs, Dialer: vsock.Kernel{}, Con: con, Logs: stream, OpenModule: OpenModule, Start: start}
 	if setup != nil {
 		setup(b)
 	}

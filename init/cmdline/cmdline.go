@@ -5,6 +5,8 @@
 //
 //	qtenclave.heartbeat=CID:PORT   heartbeat target (default 3:9000); "off" disables it
 //	qtenclave.status_port=N        vsock port for the exit status (default 9001, 0 = off)
+//	qtenclave.log_port=N           vsock port of the parent's log stream (default 0 = off;
+//	                               qtenclave run sets 9002, see proto/logstream)
 //	qtenclave.debug=1              verbose console ("0" or "" turns it off)
 //
 // Unknown qtenclave.* parameters and malformed values produce a warning and
@@ -30,6 +32,7 @@ type Knobs struct {
 	HeartbeatCID  uint32 // parent CID; the status report goes there too
 	HeartbeatPort uint32
 	StatusPort    uint32 // 0 = do not report
+	LogPort       uint32 // 0 = no log stream; the workload writes to the console
 	Debug         bool
 }
 
@@ -57,6 +60,11 @@ func Parse(cmdline string) (k Knobs, warnings []string) {
 			var n uint32
 			if n, err = port(val); err == nil {
 				k.StatusPort = n
+			}
+		case "log_port":
+			var n uint32
+			if n, err = port(val); err == nil {
+				k.LogPort = n
 			}
 		case "debug":
 			switch val {

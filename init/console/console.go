@@ -11,6 +11,8 @@ import (
 	"io"
 	"strings"
 	"sync"
+
+	"github.com/qtenclave/enclave/proto/logstream"
 )
 
 // Prefix starts every line init itself writes.
@@ -18,9 +20,10 @@ const Prefix = "init: "
 
 // Console is a line-oriented, concurrency-safe log writer.
 type Console struct {
-	mu    sync.Mutex
-	w     io.Writer
-	debug bool
+	mu     sync.Mutex
+	w      io.Writer
+	debug  bool
+	mirror func(src logstream.Source, line string)
 }
 
 // New returns a console writing to w.
@@ -33,6 +36,16 @@ func (c *Console) SetDebug(on bool) {
 	c.mu.Unlock()
 }
 
+// SetMirror makes every line also go to fn (the enclave log stream),
+// called after the console write and outside the console's lock, so fn may
+// itself write console lines. Lines written by Line, Logf and friends are
+// logstream.Init's; a PrefixWriter's lines carry its own source.
+func (c *Console) SetMirror(fn func(src logstream.Source, line string)) {
+	c.mu.Lock()
+	c.mirror = fn
+	c.mu.Unlock()
+}
+
 // Debug reports whether debug lines are written.
 func (c *Console) Debug() bool {
 	c.mu.Lock()
@@ -41,15 +54,21 @@ func (c *Console) Debug() bool {
 }
 
 // Line writes s as one line, exactly (a newline is added when missing).
-func (c *Console) Line(s string) {
+func (c *Console) Line(s string) { c.line(logstream.Init, s) }
+
+func (c *Console) line(src logstream.Source, s string) {
 	b := make([]byte, 0, len(s)+1)
 	b = append(b, s...)
 	if len(b) == 0 || b[len(b)-1] != '\n' {
 		b = append(b, '\n')
 	}
 	c.mu.Lock()
-	defer c.mu.Unlock()
 	_, _ = c.w.Write(b)
+	mirror := c.mirror
+	c.mu.Unlock()
+	if mirror != nil {
+		mirror(src, string(b[:len(b)-1]))
+	}
 }
 
 // Logf writes "init: <message>".
@@ -78,15 +97,16 @@ const MaxLine = 4096
 
 // PrefixWriter returns a writer that copies complete lines to the console,
 // each preceded by prefix unless it already starts with it (qtsm-agent
-// prefixes its own log lines). A partial last line is held until its
-// newline arrives or Close is called.
-func (c *Console) PrefixWriter(prefix string) io.WriteCloser {
-	return &prefixWriter{c: c, prefix: prefix}
+// prefixes its own log lines), and mirrors them as src's. A partial last
+// line is held until its newline arrives or Close is called.
+func (c *Console) PrefixWriter(prefix string, src logstream.Source) io.WriteCloser {
+	return &prefixWriter{c: c, prefix: prefix, src: src}
 }
 
 type prefixWriter struct {
 	c      *Console
 	prefix string
+	src    logstream.Source
 	mu     sync.Mutex
 	buf    []byte
 }
@@ -122,7 +142,7 @@ func (p *prefixWriter) emit(line []byte) {
 	if !strings.HasPrefix(s, p.prefix) {
 		s = p.prefix + s
 	}
-	p.c.Line(s)
+	p.c.line(p.src, s)
 }
 
 // Close flushes a partial last line.

@@ -5,6 +5,8 @@ import (
 	"strings"
 	"sync"
 	"testing"
+
+	"github.com/qtenclave/enclave/proto/logstream"
 )
 
 // writes records each Write call separately so tests can check that lines
@@ -48,7 +50,7 @@ func TestLines(t *testing.T) {
 func TestPrefixWriter(t *testing.T) {
 	var out bytes.Buffer
 	c := New(&out)
-	p := c.PrefixWriter("qtsm-agent: ")
+	p := c.PrefixWriter("qtsm-agent: ", logstream.Agent)
 	for _, s := range []string{"hel", "lo\nwor", "ld\r\n\nqtsm-agent: ", "own prefix\n", "tail"} {
 		if n, err := p.Write([]byte(s)); n != len(s) || err != nil {
 			t.Fatalf("Write(%q) = %d, %v", s, n, err)
@@ -66,7 +68,7 @@ func TestPrefixWriter(t *testing.T) {
 func TestPrefixWriterLongLine(t *testing.T) {
 	var out bytes.Buffer
 	c := New(&out)
-	p := c.PrefixWriter("> ")
+	p := c.PrefixWriter("> ", logstream.Agent)
 	long := strings.Repeat("x", 2*MaxLine+10)
 	p.Write([]byte(long + "\n"))
 	lines := strings.Split(strings.TrimSuffix(out.String(), "\n"), "\n")
@@ -109,5 +111,30 @@ func TestConcurrentLinesIntact(t *testing.T) {
 		if !strings.HasPrefix(s, "init: goroutine line ") || !strings.HasSuffix(s, "\n") || strings.Count(s, "\n") != 1 {
 			t.Fatalf("write %q is not one whole line", s)
 		}
+	}
+}
+
+// TestMirror: every line also reaches the mirror, with its source, and the
+// mirror may itself write console lines (it is called outside the lock).
+func TestMirror(t *testing.T) {
+	var w writes
+	c := New(&w)
+	var got []string
+	c.SetMirror(func(src logstream.Source, line string) {
+		got = append(got, src.String()+"|"+line)
+		if line == "init: trigger" {
+			c.Logf("warning from the mirror")
+		}
+	})
+	c.Logf("trigger")
+	p := c.PrefixWriter("qtsm-agent: ", logstream.Agent)
+	p.Write([]byte("one\ntwo"))
+	p.Close()
+	want := []string{"init|init: trigger", "init|init: warning from the mirror", "agent|qtsm-agent: one", "agent|qtsm-agent: two"}
+	if strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Errorf("mirrored = %q, want %q", got, want)
+	}
+	if n := len(w.w); n != 4 {
+		t.Errorf("%d console writes, want 4", n)
 	}
 }

@@ -30,7 +30,24 @@ func (Kernel) Dial(ctx context.Context, cid, port uint32) (Conn, error) {
 		unix.Close(fd)
 		return nil, fmt.Errorf("vsock connect %d:%d: %w", cid, port, err)
 	}
-	return os.NewFile(uintptr(fd), fmt.Sprintf("vsock:%d:%d", cid, port)), nil
+	return fileConn{os.NewFile(uintptr(fd), fmt.Sprintf("vsock:%d:%d", cid, port))}, nil
+}
+
+// fileConn is a connected AF_VSOCK socket.
+type fileConn struct{ *os.File }
+
+// CloseWrite shuts the sending half down: the peer reads EOF, and can
+// still answer.
+func (c fileConn) CloseWrite() error {
+	rc, err := c.SyscallConn()
+	if err != nil {
+		return err
+	}
+	var serr error
+	if err := rc.Control(func(fd uintptr) { serr = unix.Shutdown(int(fd), unix.SHUT_WR) }); err != nil {
+		return err
+	}
+	return serr
 }
 
 func connect(ctx context.Context, fd int, cid, port uint32) error {

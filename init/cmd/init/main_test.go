@@ -7,6 +7,7 @@ import (
 	"crypto/sha256"
 	"debug/elf"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -24,6 +25,7 @@ import (
 	"github.com/qtenclave/enclave/init/internal/nstest"
 	"github.com/qtenclave/enclave/init/status"
 	"github.com/qtenclave/enclave/init/vsock"
+	"github.com/qtenclave/enclave/proto/logstream"
 	"golang.org/x/sys/unix"
 )
 
@@ -361,6 +363,21 @@ func socketParent(cid, port uint32) (vsock.Conn, error) {
 	mine, theirs := os.NewFile(uintptr(fds[0]), "enclave"), os.NewFile(uintptr(fds[1]), "parent")
 	go func() {
 		defer theirs.Close()
+		if port == 9002 {
+			// The log stream, read to its end (then closed: the
+			// acknowledgement init waits for).
+			r := logstream.NewReader(theirs)
+			for {
+				rec, err := r.Next()
+				if err != nil {
+					if !errors.Is(err, io.EOF) {
+						fmt.Printf("PARENT-LOG-ERROR %v\n", err)
+					}
+					return
+				}
+				fmt.Printf("PARENT-LOG %v|%s\n", rec.Source, rec.Text)
+			}
+		}
 		if port == 9000 {
 			var b [1]byte
 			if n, _ := theirs.Read(b[:]); n == 1 {
@@ -372,7 +389,21 @@ func socketParent(cid, port uint32) (vsock.Conn, error) {
 		line, _ := bufio.NewReader(theirs).ReadString('\n')
 		fmt.Printf("PARENT-GOT %d:%d %q\n", cid, port, line)
 	}()
-	return mine, nil
+	return halfCloser{mine}, nil
+}
+
+// halfCloser is a socketpair end with CloseWrite, as init's vsock
+// connections have.
+type halfCloser struct{ *os.File }
+
+func (h halfCloser) CloseWrite() error {
+	rc, err := h.SyscallConn()
+	if err != nil {
+		return err
+	}
+	var serr error
+	rc.Control(func(fd uintptr) { serr = unix.Shutdown(int(fd), unix.SHUT_WR) })
+	return serr
 }
 
 // TestIntegrationBoot runs the real init sequence as PID 1 in new PID,
@@ -433,7 +464,7 @@ func TestIntegrationBoot(t *testing.T) {
 	for sc.Scan() {
 		line := sc.Text()
 		out.WriteString(line + "\n")
-		if line == "WORKLOAD-READY" {
+		if line == "PARENT-LOG stdout|WORKLOAD-READY" {
 			// SIGTERM to init (PID 1 in its namespace) must reach the workload.
 			cmd.Process.Signal(syscall.SIGTERM)
 		}
@@ -467,6 +498,13 @@ func TestIntegrationBoot(t *testing.T) {
 		"qtenclave-exit: code=42 signal=0 reason=exited\n",
 		`PARENT-GOT 3:9001 "EXIT 42\n"`,
 		"init: rebooting (RB_AUTOBOOT)\n",
+		// The log stream: init's lines from before it connected, the
+		// workload's (through init's pipes), the end before the report.
+		"PARENT-LOG init|init: start pid=1 uptime=",
+		"PARENT-LOG init|init: step log-stream ok in",
+		"PARENT-LOG stdout|CHECK agent-socket ok\n",
+		"PARENT-LOG init|qtenclave-exit: code=42 signal=0 reason=exited\n",
+		"init: step log-close ok in",
 	} {
 		if !strings.Contains(console, want) {
 			t.Errorf("console lacks %q", want)
@@ -508,7 +546,7 @@ func childBoot(t *testing.T) {
 		os.Exit(3)
 	}
 	unix.Chdir("/")
-	cmdline := "console=ttyS0 qtenclave.debug=0"
+	cmdline := "console=ttyS0 qtenclave.debug=0 qtenclave.log_port=9002"
 	boot.MainWith(func(b *boot.Boot) {
 		b.M = nsMachine{}
 		b.Cmdline = &cmdline
