@@ -133,52 +133,76 @@ func (h *harness) build(t *testing.T, name string, extra ...string) (string, map
 	return out, m.Measurements
 }
 
+// bootResult is what one boot showed. What a test checks comes from the
+// log stream (stdout: init's, the agent's and the workload's lines, each
+// whole) and the exit status; the serial console, where a kernel message
+// can land in the middle of any line, is only kept for reading.
 type bootResult struct {
-	console string
+	stream  string // qtenclave run's stdout: the log stream's lines
+	stderr  string // qtenclave run's own messages (and QEMU's)
+	console string // the serial console (--console FILE), CRs removed
 	code    int
 	elapsed time.Duration
 }
 
-// boot runs qtenclave run (with extra flags) and keeps its console in
-// out/e2e/NAME.log.
+// boot runs qtenclave run (with extra flags) with the console in
+// out/e2e/NAME.console and its stdout and stderr in NAME.log, kept when
+// the test fails.
 func (h *harness) boot(t *testing.T, name, eifPath string, extra ...string) bootResult {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), h.bootLimit+30*time.Second)
 	defer cancel()
-	args := append([]string{"run", "--qemu", h.qemu, "--timeout", h.bootLimit.String()}, extra...)
+	consolePath := filepath.Join(h.out, name+".console")
+	args := append([]string{"run", "--qemu", h.qemu, "--timeout", h.bootLimit.String(), "--console", consolePath}, extra...)
 	cmd := exec.CommandContext(ctx, filepath.Join(h.bin, "qtenclave"), append(args, eifPath)...)
-	var buf bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &buf, &buf
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	start := time.Now()
 	err := cmd.Run()
-	// The serial console ends lines with \r\n.
-	r := bootResult{console: strings.ReplaceAll(buf.String(), "\r", ""), elapsed: time.Since(start)}
+	r := bootResult{stream: stdout.String(), stderr: stderr.String(), elapsed: time.Since(start)}
 	if ee, ok := err.(*exec.ExitError); ok {
 		r.code = ee.ExitCode()
 	} else if err != nil {
 		t.Fatalf("qtenclave run: %v", err)
 	}
+	con, cerr := os.ReadFile(consolePath)
+	if cerr != nil {
+		t.Errorf("console file: %v", cerr)
+	}
+	// The serial console ends lines with \r\n.
+	r.console = strings.ReplaceAll(string(con), "\r", "")
 	logPath := filepath.Join(h.out, name+".log")
-	if werr := os.WriteFile(logPath, buf.Bytes(), 0o644); werr != nil {
-		t.Logf("keep console: %v", werr)
+	if werr := os.WriteFile(logPath, []byte(r.stream+"--- stderr\n"+r.stderr), 0o644); werr != nil {
+		t.Logf("keep output: %v", werr)
 	}
 	t.Cleanup(func() {
 		if !t.Failed() {
 			os.Remove(logPath)
+			os.Remove(consolePath)
 		} else {
-			t.Logf("console kept in %s", logPath)
+			t.Logf("output kept in %s, console in %s", logPath, consolePath)
 		}
 	})
 	return r
 }
 
-// expect checks that every pattern matches a line of the console.
+// expect checks that every pattern matches a line of the log stream.
 func expect(t *testing.T, r bootResult, patterns ...string) {
 	t.Helper()
 	for _, p := range patterns {
 		re := regexp.MustCompile("(?m)" + p)
-		if !re.MatchString(r.console) {
-			t.Errorf("console has no line matching %q", p)
+		if !re.MatchString(r.stream) {
+			t.Errorf("log stream has no line matching %q", p)
+		}
+	}
+}
+
+// expectStderr checks that qtenclave run said each pattern on stderr.
+func expectStderr(t *testing.T, r bootResult, patterns ...string) {
+	t.Helper()
+	for _, p := range patterns {
+		if !regexp.MustCompile("(?m)" + p).MatchString(r.stderr) {
+			t.Errorf("qtenclave run's stderr has no line matching %q:\n%s", p, r.stderr)
 		}
 	}
 }
@@ -207,21 +231,28 @@ func TestIntegrationBootDemo(t *testing.T) {
 			`^init: step mounts ok `,
 			`^qtsm-agent: .*listening on /run/qtsm.sock`,
 			`^init: step agent-ready ok `,
+			`^init: step log-stream ok in [0-9.]+ms: 3:9002$`,
+			`^init: step exec ok in [0-9.]+ms: pid \d+, output to the log stream$`,
 			`^init: ready in [0-9.]+ms`,
-			`^demo: module_id=\S+ digest=SHA384 max_pcrs=32`,
-			`^demo: PCR0=`+pcrs["PCR0"]+`$`,
-			`^demo: PCR1=`+pcrs["PCR1"]+`$`,
-			`^demo: PCR2=`+pcrs["PCR2"]+`$`,
-			`^demo: random bytes=[1-9]`,
-			`^demo: attestation bytes=[1-9][0-9]* sha256=[0-9a-f]{64}$`,
-			`^demo: attestation nonce ok$`,
-			`^demo: pcr16 locked ok$`,
-			`^demo: pcr16 extend after lock refused ReadOnlyIndex ok$`,
-			`^demo: PASS$`,
+			`^stdout: demo: module_id=\S+ digest=SHA384 max_pcrs=32`,
+			`^stdout: demo: PCR0=`+pcrs["PCR0"]+`$`,
+			`^stdout: demo: PCR1=`+pcrs["PCR1"]+`$`,
+			`^stdout: demo: PCR2=`+pcrs["PCR2"]+`$`,
+			`^stdout: demo: random bytes=[1-9]`,
+			`^stdout: demo: attestation bytes=[1-9][0-9]* sha256=[0-9a-f]{64}$`,
+			`^stdout: demo: attestation nonce ok$`,
+			`^stdout: demo: pcr16 locked ok$`,
+			`^stdout: demo: pcr16 extend after lock refused ReadOnlyIndex ok$`,
+			`^stdout: demo: PASS$`,
+			`^stderr: demo: 0 checks failed$`,
 			`^init: workload pid \d+ exited with status 0$`,
 			`^qtenclave-exit: code=0 signal=0 reason=exited$`,
-			`qtenclave run: enclave exited with status 0, heartbeat after `,
 		)
+		expectStderr(t, r, `^qtenclave run: enclave exited with status 0, heartbeat after `)
+		// The workload's lines are on the stream only, not on the console.
+		if strings.Contains(r.console, "demo: PASS") {
+			t.Errorf("boot %d: the workload's output reached the console", i+1)
+		}
 		checkAttestation(t, r, pcrs)
 		if own, ok := ownTime(r); ok {
 			t.Logf("boot %d: init own time %.3fms (wall clock under TCG), boot-to-exit %.2fs", i+1, own, r.elapsed.Seconds())
@@ -239,7 +270,7 @@ func TestIntegrationBootDemo(t *testing.T) {
 
 // ownTime is init's "own time" line, in milliseconds.
 func ownTime(r bootResult) (float64, bool) {
-	m := regexp.MustCompile(`(?m)^init: own time ([0-9.]+)ms`).FindStringSubmatch(r.console)
+	m := regexp.MustCompile(`(?m)^init: own time ([0-9.]+)ms`).FindStringSubmatch(r.stream)
 	if m == nil {
 		return 0, false
 	}
@@ -264,7 +295,11 @@ func TestIntegrationBootTime(t *testing.T) {
 	if r.code != 0 {
 		t.Fatalf("qtenclave run --icount 0 exit = %d, want 0 (console in out/e2e/boottime.log)", r.code)
 	}
-	expect(t, r, `^demo: PASS$`, `\] tsc: Detected 1000\.\d+ MHz TSC$`)
+	expect(t, r, `^stdout: demo: PASS$`)
+	// A kernel line: read from the console, where the kernel writes it.
+	if !regexp.MustCompile(`(?m)\] tsc: Detected 1000\.\d+ MHz TSC$`).MatchString(r.console) {
+		t.Errorf("console has no 1 GHz TSC line (--icount 0 tells the guest a 1 GHz TSC)")
+	}
 	own, ok := ownTime(r)
 	if !ok {
 		t.Fatal("console has no \"init: own time\" line")
@@ -281,9 +316,9 @@ func TestIntegrationBootTime(t *testing.T) {
 // qtenclave build printed and the workload's nonce.
 func checkAttestation(t *testing.T, r bootResult, pcrs map[string]string) {
 	t.Helper()
-	m := regexp.MustCompile(`(?m)^demo: attestation nonce=([0-9a-f]+) document=(\S+)$`).FindStringSubmatch(r.console)
+	m := regexp.MustCompile(`(?m)^stdout: demo: attestation nonce=([0-9a-f]+) document=(\S+)$`).FindStringSubmatch(r.stream)
 	if m == nil {
-		t.Errorf("console has no attestation document line")
+		t.Errorf("log stream has no attestation document line")
 		return
 	}
 	nonce, err1 := hex.DecodeString(m[1])
@@ -316,11 +351,11 @@ func TestIntegrationBootFailingWorkload(t *testing.T) {
 		t.Errorf("qtenclave run exit = %d, want the workload's 3", r.code)
 	}
 	expect(t, r,
-		`^demo: exiting with 3 as requested$`,
+		`^stdout: demo: exiting with 3 as requested$`,
 		`^init: workload pid \d+ exited with status 3$`,
 		`^qtenclave-exit: code=3 signal=0 reason=exited$`,
-		`qtenclave run: enclave exited with status 3`,
 	)
+	expectStderr(t, r, `^qtenclave run: enclave exited with status 3`)
 }
 
 // TestIntegrationBootMissingCommand boots an image whose application
@@ -338,8 +373,8 @@ func TestIntegrationBootMissingCommand(t *testing.T) {
 	expect(t, r,
 		`^init: step config failed `,
 		`^qtenclave-exit: code=125 signal=0 reason=config$`,
-		`qtenclave run: enclave exited with status 125`,
 	)
+	expectStderr(t, r, `^qtenclave run: enclave exited with status 125`)
 	if strings.Contains(r.console, "Kernel panic") {
 		t.Errorf("console shows a kernel panic")
 	}

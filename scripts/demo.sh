@@ -25,14 +25,17 @@ say "EIF: qtenclave build"
 kmod=$(ls "$kdir"/nsm.ko "$kdir"/nsm.ko.xz 2>/dev/null | head -n 1)
 bin/qtenclave build --image "oci:$out/oci:demo" --kernel "$kdir/bzImage" --kmod "$kmod" -o "$out/demo.eif" | tee "$out/pcrs.json"
 
-say "boot: qtenclave run (QEMU nitro-enclave, TCG)"
+say "boot: qtenclave run (QEMU nitro-enclave, TCG; serial console in $out/console.log)"
+# stdout is the enclave's log stream (init's, the agent's and the workload's
+# lines, each whole); the serial console, where a kernel message can land
+# in the middle of a line, goes to its own file.
 set +e
-bin/qtenclave run --qemu "$qemu" "$out/demo.eif" | tee "$out/console.log"
+bin/qtenclave run --qemu "$qemu" --console "$out/console.log" "$out/demo.eif" | tee "$out/run.log"
 status=${PIPESTATUS[0]}
 set -e
 
 say "host-side check of the attestation the workload got"
-line=$(grep -m1 '^demo: attestation nonce=' "$out/console.log" || true)
+line=$(grep -m1 '^stdout: demo: attestation nonce=' "$out/run.log" || true)
 if [ -n "$line" ]; then
 	nonce=${line#*nonce=}; nonce=${nonce%% *}
 	printf '%s' "${line#*document=}" >"$out/attestation.b64"
@@ -41,6 +44,9 @@ if [ -n "$line" ]; then
 	bin/qtenclave verify --allow-unsigned --nonce "$nonce" \
 		--pcr "0=$(pcr 0)" --pcr "1=$(pcr 1)" --pcr "2=$(pcr 2)" "$out/attestation.b64" >"$out/attestation.json"
 	echo "attestation verified: PCR0-2 equal what qtenclave build printed, nonce matches ($out/attestation.json)"
+else
+	echo "no attestation line from the workload in $out/run.log" >&2
+	[ "$status" != 0 ] || status=1
 fi
 echo "workload exit status: $status"
 exit "$status"

@@ -55,6 +55,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 	failed := demo(*socket, *wait, *index, stdout)
+	// One line on stderr, so a boot shows that both streams reach the
+	// parent, each apart.
+	fmt.Fprintf(stderr, "demo: %d checks failed\n", failed)
 	code := 0
 	if failed > 0 {
 		fmt.Fprintf(stdout, "demo: FAIL %d checks failed\n", failed)

@@ -3,8 +3,10 @@
 // QEMU connects to, answers the heartbeat on CID 3 port 9000 (read 0xB7,
 // write 0xB7), receives the workload's exit status on port 9001 (one line,
 // `EXIT <code>\n` or `SIGNAL <n>\n`, see init/status; closing the
-// connection after it is the acknowledgement init waits for) and forwards
-// host sockets to enclave ports.
+// connection after it is the acknowledgement init waits for), reads the
+// enclave's log stream on port 9002 (proto/logstream; closing after its
+// end is again the acknowledgement) and forwards host sockets to enclave
+// ports.
 package emulator
 
 import (
@@ -20,6 +22,7 @@ import (
 	"github.com/qtenclave/enclave/init/status"
 	"github.com/qtenclave/enclave/parent/vhostuser"
 	"github.com/qtenclave/enclave/parent/vsockdev"
+	"github.com/qtenclave/enclave/proto/logstream"
 )
 
 // Defaults.
@@ -35,8 +38,12 @@ type Config struct {
 	GuestCID      uint32 // default 4
 	HeartbeatPort uint32 // default 9000
 	StatusPort    uint32 // default 9001
-	NoHeartbeat   bool   // do not listen on the heartbeat port
-	NoStatus      bool   // do not listen on the status port
+	// LogPort is where the log stream is read (0: not read). OnLog gets
+	// each record, in order, before the stream's end is acknowledged.
+	LogPort     uint32
+	OnLog       func(logstream.Record)
+	NoHeartbeat bool // do not listen on the heartbeat port
+	NoStatus    bool // do not listen on the status port
 	// IOTimeout bounds one heartbeat or status exchange (default 10 s).
 	IOTimeout time.Duration
 	Logf      func(format string, args ...any)
@@ -87,7 +94,7 @@ func New(cfg Config) (*Parent, error) {
 			dev.Close()
 			return nil, fmt.Errorf("heartbeat: %w", err)
 		}
-		p.serve(l, p.answerHeartbeat)
+		p.serve(l, p.answerHeartbeat, true)
 	}
 	if !cfg.NoStatus {
 		l, err := dev.Listen(cfg.StatusPort)
@@ -95,7 +102,15 @@ func New(cfg Config) (*Parent, error) {
 			dev.Close()
 			return nil, fmt.Errorf("status: %w", err)
 		}
-		p.serve(l, p.readStatus)
+		p.serve(l, p.readStatus, true)
+	}
+	if cfg.LogPort != 0 {
+		l, err := dev.Listen(cfg.LogPort)
+		if err != nil {
+			dev.Close()
+			return nil, fmt.Errorf("log stream: %w", err)
+		}
+		p.serve(l, p.readLogs, false)
 	}
 	return p, nil
 }
@@ -106,7 +121,8 @@ func (p *Parent) logf(format string, args ...any) {
 	}
 }
 
-func (p *Parent) serve(l *vsockdev.Listener, handle func(net.Conn)) {
+// serve handles each connection on l; bounded ones get IOTimeout.
+func (p *Parent) serve(l *vsockdev.Listener, handle func(net.Conn), bounded bool) {
 	p.listeners = append(p.listeners, l)
 	p.wg.Add(1)
 	go func() {
@@ -120,7 +136,9 @@ func (p *Parent) serve(l *vsockdev.Listener, handle func(net.Conn)) {
 			go func() {
 				defer p.wg.Done()
 				defer c.Close()
-				c.SetDeadline(time.Now().Add(p.cfg.IOTimeout))
+				if bounded {
+					c.SetDeadline(time.Now().Add(p.cfg.IOTimeout))
+				}
 				handle(c)
 			}()
 		}
@@ -177,6 +195,24 @@ func (p *Parent) readStatus(c net.Conn) {
 	})
 	if !delivered {
 		p.logf("exit status from %v: %q after the first one, ignored", c.RemoteAddr(), line)
+	}
+}
+
+// readLogs reads one log stream to its end; the caller's close is the
+// acknowledgement.
+func (p *Parent) readLogs(c net.Conn) {
+	r := logstream.NewReader(c)
+	for {
+		rec, err := r.Next()
+		if err != nil {
+			if !errors.Is(err, io.EOF) {
+				p.logf("log stream from %v: %v", c.RemoteAddr(), err)
+			}
+			return
+		}
+		if p.cfg.OnLog != nil {
+			p.cfg.OnLog(rec)
+		}
 	}
 }
 

@@ -2,6 +2,7 @@ package emulator
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"net"
 	"testing"
@@ -10,6 +11,7 @@ import (
 	"github.com/qtenclave/enclave/parent/vhostuser"
 	"github.com/qtenclave/enclave/parent/vhostuser/vhostusertest"
 	"github.com/qtenclave/enclave/parent/vsockdev"
+	"github.com/qtenclave/enclave/proto/logstream"
 )
 
 // guest is a minimal guest-side vsock driver speaking to the parent through
@@ -204,4 +206,33 @@ func TestForward(t *testing.T) {
 	if err != nil || string(got) != "hello host" {
 		t.Fatalf("host got %q, %v", got, err)
 	}
+}
+
+// TestLogStreamOverVhostUser: records reach OnLog in order, whatever the
+// packet boundaries, and the parent closes its side (the acknowledgement)
+// only after the guest's end of the stream.
+func TestLogStreamOverVhostUser(t *testing.T) {
+	got := make(chan string, 16)
+	_, g := boot(t, Config{LogPort: 9002, OnLog: func(r logstream.Record) {
+		got <- fmt.Sprintf("%v more=%v %q", r.Source, r.More, r.Text)
+	}})
+	g.send(vsockdev.Header{SrcPort: 1030, DstPort: 9002, Op: vsockdev.OpRequest}, nil)
+	g.recv(vsockdev.OpResponse)
+	g.send(vsockdev.Header{SrcPort: 1030, DstPort: 9002, Op: vsockdev.OpRW}, []byte(logstream.Header+"init init: start\nstdout+ab"))
+	g.send(vsockdev.Header{SrcPort: 1030, DstPort: 9002, Op: vsockdev.OpRW}, []byte("c\nstdout def\n"))
+	want := []string{`init more=false "init: start"`, `stdout more=true "abc"`, `stdout more=false "def"`}
+	for _, w := range want {
+		select {
+		case s := <-got:
+			if s != w {
+				t.Errorf("record %s, want %s", s, w)
+			}
+		case <-time.After(5 * time.Second):
+			t.Fatalf("no record, want %s", w)
+		}
+	}
+	// Not acknowledged before the end of the stream...
+	g.send(vsockdev.Header{SrcPort: 1030, DstPort: 9002, Op: vsockdev.OpShutdown, Flags: vsockdev.ShutdownSend}, nil)
+	// ...and acknowledged after it.
+	g.recv(vsockdev.OpShutdown)
 }

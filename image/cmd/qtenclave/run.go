@@ -23,7 +23,13 @@ import (
 	"github.com/qtenclave/enclave/internal/cache"
 	"github.com/qtenclave/enclave/internal/cliflag"
 	"github.com/qtenclave/enclave/parent/emulator"
+	"github.com/qtenclave/enclave/parent/output"
+	"github.com/qtenclave/enclave/proto/logstream"
 )
+
+type nopCloser struct{ io.Writer }
+
+func (nopCloser) Close() error { return nil }
 
 func init() {
 	register("run", command{summary: "boot an EIF locally under QEMU's nitro-enclave machine", run: runEnclave})
@@ -41,8 +47,15 @@ const runUsage = `usage: qtenclave run APP.eif [flags]
 
 Boots APP.eif under QEMU's nitro-enclave machine (TCG, no KVM needed) with
 this process as the parent instance: a vhost-user-vsock back-end that answers
-the heartbeat (CID 3 port 9000) and receives the workload's exit status
-(port 9001). The enclave console is streamed to stdout.
+the heartbeat (CID 3 port 9000), reads the enclave's log stream (port 9002:
+init's lines, the agent's, and the workload's stdout and stderr, each line
+whole) and receives the workload's exit status (port 9001).
+
+Output: the workload's lines go to stdout as "stdout: LINE" and
+"stderr: LINE". The serial console (kernel and init) goes where --console
+says: stdout by default, line by line between the workload's lines; with
+--console FILE or none, init's and the agent's lines are printed from the
+log stream instead, so stdout holds nothing a kernel message can split.
 
 Exit status: the workload's exit code (128+n when killed by signal n;
 init's own failures are 125-127), 123 when the enclave ended without
@@ -123,6 +136,8 @@ type runOptions struct {
 	append       string
 	verbose      bool
 	icount       string // -icount shift, "" = off
+	console      string // "-" (or "") stdout, "none", or a file
+	logPort      uint   // 0 = no log stream
 }
 
 // parseRunArgs parses flags given before or after the EIF path.
@@ -146,6 +161,8 @@ func parseRunArgs(args []string, stderr io.Writer) (*runOptions, error) {
 	fs.StringVar(&o.moduleID, "module-id", "", "secure module ID the enclave sees (default i-<random>-enc<random>)")
 	fs.StringVar(&o.append, "append", "", "extra kernel command line (not measured)")
 	fs.StringVar(&o.icount, "icount", "", "run TCG with -icount shift=`N` (0..10): guest time counts instructions (2^N ns each), not host time, so timings measure the guest's work rather than the emulator's and the host's load; much slower (one vCPU runs at a time)")
+	fs.StringVar(&o.console, "console", "-", "where the serial console goes: - (stdout), a `FILE`, or none")
+	fs.UintVar(&o.logPort, "log-port", logstream.DefaultPort, "vsock port of the enclave's log stream (0: none; the workload then writes to the console)")
 	fs.BoolVar(&o.verbose, "v", false, "log the parent's vsock and vhost-user diagnostics to stderr")
 	positional, err := cliflag.Parse(fs, args)
 	if err != nil {
@@ -163,6 +180,9 @@ func parseRunArgs(args []string, stderr io.Writer) (*runOptions, error) {
 	o.eif = positional[0]
 	if o.cid < 4 || o.cid > 0xfffffffe {
 		return nil, fmt.Errorf("--cid %d: want 4..4294967294", o.cid)
+	}
+	if o.logPort > 0xffffffff {
+		return nil, fmt.Errorf("--log-port %d: want a vsock port", o.logPort)
 	}
 	if o.cpus < 0 || o.memMiB < 0 || o.timeout < 0 {
 		return nil, errors.New("--cpus, --mem and --timeout must not be negative")
@@ -226,6 +246,9 @@ func qemuArgs(o *runOptions, sock string, cpus, memMiB, tscKHz int, dataDirs []s
 	cmdline := []string{"reboot=t", "panic=-1", "tsc=reliable"}
 	if tscKHz > 0 {
 		cmdline = append(cmdline, fmt.Sprintf("tsc_early_khz=%d", tscKHz))
+	}
+	if o.logPort != 0 {
+		cmdline = append(cmdline, fmt.Sprintf("qtenclave.log_port=%d", o.logPort))
 	}
 	if o.debugConsole {
 		cmdline = append(cmdline, "qtenclave.debug=1")
@@ -337,7 +360,25 @@ func bootEnclave(o *runOptions, sigc <-chan os.Signal, stdout, stderr io.Writer)
 	if o.verbose {
 		logf = func(format string, args ...any) { fmt.Fprintf(stderr, "qtenclave run: "+format+"\n", args...) }
 	}
-	parent, err := emulator.New(emulator.Config{GuestCID: uint32(o.cid), Logf: logf})
+	consoleOnStdout := o.console == "" || o.console == "-"
+	out := output.New(stdout, !consoleOnStdout)
+	defer out.Flush()
+	var console io.WriteCloser
+	switch {
+	case consoleOnStdout:
+		console = out.Console()
+	case o.console == "none":
+		console = nopCloser{io.Discard}
+	default:
+		f, err := os.Create(o.console)
+		if err != nil {
+			ul.Close()
+			return exitFailed, fmt.Errorf("console: %w", err)
+		}
+		console = f
+	}
+	defer console.Close()
+	parent, err := emulator.New(emulator.Config{GuestCID: uint32(o.cid), Logf: logf, LogPort: uint32(o.logPort), OnLog: out.Record})
 	if err != nil {
 		ul.Close()
 		return exitFailed, err
@@ -368,7 +409,7 @@ func bootEnclave(o *runOptions, sigc <-chan os.Signal, stdout, stderr io.Writer)
 		fmt.Fprintf(stderr, "qtenclave run: %s %s\n", qemu, strings.Join(args, " "))
 	}
 	cmd := exec.Command(qemu, args...)
-	cmd.Stdout, cmd.Stderr = stdout, stderr
+	cmd.Stdout, cmd.Stderr = console, stderr
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	start := time.Now()
 	if err := cmd.Start(); err != nil {
@@ -395,6 +436,7 @@ func bootEnclave(o *runOptions, sigc <-chan os.Signal, stdout, stderr io.Writer)
 	heartbeat := parent.Heartbeat()
 	var booted time.Duration
 	report := func(format string, args ...any) {
+		out.Flush()
 		msg := fmt.Sprintf(format, args...)
 		if booted > 0 {
 			msg += fmt.Sprintf(", heartbeat after %.2fs", booted.Seconds())

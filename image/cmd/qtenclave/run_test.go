@@ -72,7 +72,7 @@ func TestParseRunArgs(t *testing.T) {
 }
 
 func TestQEMUArgs(t *testing.T) {
-	o := &runOptions{eif: "/x/app.eif", moduleID: "i-1-enc2", parentRole: "arn:aws:iam::1:role/a,b", parentID: "i-0abc", debugConsole: true, append: "foo=1"}
+	o := &runOptions{eif: "/x/app.eif", moduleID: "i-1-enc2", parentRole: "arn:aws:iam::1:role/a,b", parentID: "i-0abc", debugConsole: true, append: "foo=1", logPort: 9002}
 	got := qemuArgs(o, "/tmp/q/vsock.sock", 2, 1024, 2096014, []string{"/usr/share/seabios"})
 	want := []string{
 		"-M", "nitro-enclave,vsock=c0,id=i-1-enc2,parent-role=arn:aws:iam::1:role/a,,b,parent-id=i-0abc",
@@ -81,7 +81,7 @@ func TestQEMUArgs(t *testing.T) {
 		"-accel", "tcg", "-nographic", "-nic", "none", "-no-reboot",
 		"-smp", "2", "-m", "1024",
 		"-L", "/usr/share/seabios",
-		"-append", "reboot=t panic=-1 tsc=reliable tsc_early_khz=2096014 qtenclave.debug=1 foo=1",
+		"-append", "reboot=t panic=-1 tsc=reliable tsc_early_khz=2096014 qtenclave.log_port=9002 qtenclave.debug=1 foo=1",
 	}
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("qemuArgs =\n%q\nwant\n%q", got, want)
