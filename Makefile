@@ -29,9 +29,13 @@ build:
 		fi; \
 	done
 
+# staticcheck is pinned as a tool in go.mod (go get -tool), fetched from the
+# Go module proxy on first use.
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
+	$(GO) mod tidy -diff
+	$(GO) tool staticcheck ./...
 
 unit:
 	$(GO) test -count=1 ./...

@@ -28,8 +28,6 @@ import (
 	"github.com/qtenclave/enclave/rootfs/ocilayout"
 )
 
-type rec = cpiotest.Record
-
 var (
 	readRamdisk = cpiotest.Read
 	describe    = cpiotest.Describe

@@ -247,7 +247,7 @@ func (t *Tree) apply(hdr *tar.Header, r io.Reader) error {
 		if err := t.setMeta(n, hdr); err != nil {
 			return err
 		}
-	case tar.TypeReg, tar.TypeRegA, tar.TypeCont:
+	case tar.TypeReg, tar.TypeCont: // archive/tar turns the legacy TypeRegA into TypeReg or TypeDir
 		ino, err := t.spoolFile(hdr, r)
 		if err != nil {
 			return err

@@ -84,7 +84,7 @@ func run() error {
 	defer cancel()
 	d, err := s.Describe(ctx)
 	if err != nil {
-		return fmt.Errorf("Describe: %w", err)
+		return fmt.Errorf("describe: %w", err)
 	}
 	fmt.Printf("smoke: Describe %+v\n", *d)
 	p, err := s.DescribePCR(ctx, 0)
