@@ -11,14 +11,19 @@
 //	init/vsock       AF_VSOCK dialer without package net
 //	init/heartbeat   0xB7 to CID 3 port 9000 with bounded retry and a time-sync hook
 //	init/logs        the log stream to the parent (proto/logstream): init's, the agent's and the workload's lines
-//	init/launch      the launch manifest (contract 1): launch.json or cmd+env
 //	init/user        Docker USER resolution against /etc/passwd and /etc/group
 //	init/workload    Entrypoint+Cmd, env, PATH lookup, WORKDIR, USER
 //	init/netlo       lo up with 127.0.0.1/8 and ::1
 //	init/listen      the agent's socket, created by init (socket activation)
 //	init/reaper      the one wait4(-1) and signal owner
 //	init/supervise   qtsm-agent restarts with back-off
-//	init/status      exit codes, the status line, the report to the parent
+//	init/report      the exit status to the parent
+//
+// What init and the parent (or the image builder) must agree on lives in
+// stdlib-only packages both import: proto/launch (the launch manifest:
+// launch.json, or cmd and env), proto/status (exit codes, the status line,
+// the message to the parent), proto/vsockports (CID, ports, heartbeat
+// byte) and proto/logstream (the log stream's records).
 //
 // # Boot sequence
 //

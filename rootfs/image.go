@@ -14,7 +14,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
 	"github.com/google/go-containerregistry/pkg/v1/types"
 
-	"github.com/qtenclave/enclave/init/launch"
+	"github.com/qtenclave/enclave/proto/launch"
 	"github.com/qtenclave/enclave/rootfs/dirtar"
 	"github.com/qtenclave/enclave/rootfs/flatten"
 )

@@ -4,7 +4,7 @@ import (
 	"fmt"
 	"strings"
 
-	"github.com/qtenclave/enclave/init/launch"
+	"github.com/qtenclave/enclave/proto/launch"
 )
 
 // Manifest computes the launch manifest of img under opts (image config,

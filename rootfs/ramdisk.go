@@ -7,8 +7,8 @@ import (
 	"os"
 	"path/filepath"
 
-	"github.com/qtenclave/enclave/init/launch"
 	"github.com/qtenclave/enclave/internal/atomicfile"
+	"github.com/qtenclave/enclave/proto/launch"
 	"github.com/qtenclave/enclave/rootfs/cpio"
 	"github.com/qtenclave/enclave/rootfs/flatten"
 )

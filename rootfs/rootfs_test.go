@@ -20,7 +20,7 @@ import (
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 
-	"github.com/qtenclave/enclave/init/launch"
+	"github.com/qtenclave/enclave/proto/launch"
 	"github.com/qtenclave/enclave/rootfs/cpio"
 	"github.com/qtenclave/enclave/rootfs/dirtar"
 	"github.com/qtenclave/enclave/rootfs/flatten"

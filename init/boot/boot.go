@@ -26,16 +26,17 @@ import (
 	"github.com/qtenclave/enclave/init/entropy"
 	"github.com/qtenclave/enclave/init/heartbeat"
 	"github.com/qtenclave/enclave/init/kmod"
-	"github.com/qtenclave/enclave/init/launch"
 	"github.com/qtenclave/enclave/init/logs"
 	"github.com/qtenclave/enclave/init/mount"
 	"github.com/qtenclave/enclave/init/netlo"
 	"github.com/qtenclave/enclave/init/reaper"
-	"github.com/qtenclave/enclave/init/status"
+	"github.com/qtenclave/enclave/init/report"
 	"github.com/qtenclave/enclave/init/supervise"
 	"github.com/qtenclave/enclave/init/vsock"
 	"github.com/qtenclave/enclave/init/workload"
+	"github.com/qtenclave/enclave/proto/launch"
 	"github.com/qtenclave/enclave/proto/logstream"
+	"github.com/qtenclave/enclave/proto/status"
 )
 
 // Machine is everything the sequence does to the system. Paths are in the
@@ -908,7 +909,7 @@ func (b *Boot) Finish(st status.Status) {
 	b.closeLogs()
 	if port := b.knobs.StatusPort; port != 0 && b.Dialer != nil {
 		t0 := time.Now()
-		err := status.Report(context.Background(), b.Dialer, b.knobs.HeartbeatCID, port, st, b.Opts.ReportWait)
+		err := report.Report(context.Background(), b.Dialer, b.knobs.HeartbeatCID, port, st, b.Opts.ReportWait)
 		if err != nil {
 			b.Con.Logf("step report failed in %s: %v", Ms(time.Since(t0)), err)
 		} else {

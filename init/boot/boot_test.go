@@ -17,7 +17,7 @@ import (
 	"github.com/qtenclave/enclave/init/entropy"
 	"github.com/qtenclave/enclave/init/heartbeat"
 	"github.com/qtenclave/enclave/init/netlo"
-	"github.com/qtenclave/enclave/init/status"
+	"github.com/qtenclave/enclave/proto/status"
 	"github.com/qtenclave/enclave/qtsm"
 	"github.com/qtenclave/enclave/qtsm/sim"
 	"golang.org/x/sys/unix"

@@ -18,6 +18,7 @@ import (
 	"github.com/qtenclave/enclave/init/netlo"
 	"github.com/qtenclave/enclave/init/reaper"
 	"github.com/qtenclave/enclave/init/vsock"
+	"github.com/qtenclave/enclave/proto/status"
 	"golang.org/x/sys/unix"
 )
 
@@ -211,7 +212,7 @@ func MainWith(setup func(*Boot)) {
 		// Last resort: whatever happened, PID 1 does not return.
 		if v := recover(); v != nil {
 			con.Errorf("panic: %v", v)
-			con.Line("qtenclave-exit: code=125 signal=0 reason=internal")
+			con.Line(status.Failed(status.Internal).Line())
 			unix.Sync()
 			unix.Reboot(unix.LINUX_REBOOT_CMD_RESTART)
 		}

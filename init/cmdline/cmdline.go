@@ -15,15 +15,16 @@ package cmdline
 
 import (
 	"fmt"
+	"github.com/qtenclave/enclave/proto/vsockports"
 	"strconv"
 	"strings"
 )
 
 // Defaults (contract 5 and 7).
 const (
-	DefaultCID        = 3
-	DefaultPort       = 9000
-	DefaultStatusPort = 9001
+	DefaultCID        = vsockports.ParentCID
+	DefaultPort       = vsockports.Heartbeat
+	DefaultStatusPort = vsockports.Status
 )
 
 // Knobs are the settings init takes from the kernel command line.

@@ -12,6 +12,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/qtenclave/enclave/proto/vsockports"
 	"io"
 	"time"
 
@@ -19,7 +20,7 @@ import (
 )
 
 // Byte is the heartbeat byte, both ways.
-const Byte = 0xB7
+const Byte = vsockports.HeartbeatByte
 
 // Policy bounds the retries.
 type Policy struct {

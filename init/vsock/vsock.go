@@ -5,6 +5,7 @@ package vsock
 
 import (
 	"context"
+	"github.com/qtenclave/enclave/proto/vsockports"
 	"io"
 	"time"
 )
@@ -14,7 +15,7 @@ const (
 	CIDHypervisor = 0
 	CIDLocal      = 1 // loopback (CONFIG_VSOCKETS_LOOPBACK)
 	CIDHost       = 2
-	CIDParent     = 3 // the parent instance on Nitro and Qingtian
+	CIDParent     = vsockports.ParentCID // the parent instance on Nitro and Qingtian
 )
 
 // Conn is a connected stream.

@@ -16,9 +16,9 @@ import (
 	"strings"
 	"syscall"
 
-	"github.com/qtenclave/enclave/init/launch"
-	"github.com/qtenclave/enclave/init/status"
 	"github.com/qtenclave/enclave/init/user"
+	"github.com/qtenclave/enclave/proto/launch"
+	"github.com/qtenclave/enclave/proto/status"
 )
 
 // Files is the view of the workload's root file system Prepare needs.

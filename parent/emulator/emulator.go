@@ -2,7 +2,7 @@
 // under QEMU's nitro-enclave machine: it serves the vhost-user-vsock socket
 // QEMU connects to, answers the heartbeat on CID 3 port 9000 (read 0xB7,
 // write 0xB7), receives the workload's exit status on port 9001 (one line,
-// `EXIT <code>\n` or `SIGNAL <n>\n`, see init/status; closing the
+// `EXIT <code>\n` or `SIGNAL <n>\n`, see proto/status; closing the
 // connection after it is the acknowledgement init waits for), reads the
 // enclave's log stream on port 9002 (proto/logstream; closing after its
 // end is again the acknowledgement) and forwards host sockets to enclave
@@ -14,23 +14,25 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/qtenclave/enclave/proto/vsockports"
 	"io"
 	"net"
 	"sync"
 	"time"
 
-	"github.com/qtenclave/enclave/init/status"
 	"github.com/qtenclave/enclave/parent/vhostuser"
 	"github.com/qtenclave/enclave/parent/vsockdev"
 	"github.com/qtenclave/enclave/proto/logstream"
+	"github.com/qtenclave/enclave/proto/status"
 )
 
 // Defaults.
 const (
 	DefaultGuestCID      = 4
-	DefaultHeartbeatPort = 9000
-	DefaultStatusPort    = 9001
-	HeartbeatByte        = 0xB7
+	DefaultHeartbeatPort = vsockports.Heartbeat
+	DefaultStatusPort    = vsockports.Status
+	DefaultLogPort       = vsockports.Log
+	HeartbeatByte        = vsockports.HeartbeatByte
 )
 
 // Config configures a Parent.

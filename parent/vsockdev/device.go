@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/binary"
 	"fmt"
+	"github.com/qtenclave/enclave/proto/vsockports"
 	"net"
 	"sync"
 	"syscall"
@@ -15,7 +16,7 @@ import (
 // Well-known CIDs.
 const (
 	CIDHost   = 2
-	CIDParent = 3
+	CIDParent = vsockports.ParentCID
 )
 
 // Queue indexes handled by the device.

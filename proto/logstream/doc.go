@@ -9,8 +9,9 @@
 //
 // # Wire format
 //
-// The enclave connects to the parent (CID 3) on the log port (DefaultPort
-// unless the kernel command line says otherwise: qtenclave.log_port=N) and
+// The enclave connects to the parent (CID 3) on the log port (the one
+// the kernel command line names: qtenclave.log_port=N; qtenclave run
+// uses proto/vsockports.Log) and
 // writes Header, then records until it half-closes the connection. The
 // parent closes its side once it has read everything: that close is the
 // acknowledgement init waits for (bounded) before it reports the exit

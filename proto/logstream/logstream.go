@@ -8,9 +8,6 @@ import (
 	"io"
 )
 
-// DefaultPort is the parent's vsock port for the log stream.
-const DefaultPort = 9002
-
 // Header starts the stream.
 const Header = "qtenclave-log 1\n"
 

@@ -30,7 +30,7 @@ import (
 
 	"github.com/qtenclave/enclave/image/eif"
 	"github.com/qtenclave/enclave/image/ramdisk"
-	"github.com/qtenclave/enclave/init/launch"
+	"github.com/qtenclave/enclave/proto/launch"
 )
 
 // fixture holds the inputs of a build: a fake bzImage, fake static init and

@@ -24,7 +24,6 @@ import (
 	"github.com/qtenclave/enclave/internal/cliflag"
 	"github.com/qtenclave/enclave/parent/emulator"
 	"github.com/qtenclave/enclave/parent/output"
-	"github.com/qtenclave/enclave/proto/logstream"
 )
 
 type nopCloser struct{ io.Writer }
@@ -162,7 +161,7 @@ func parseRunArgs(args []string, stderr io.Writer) (*runOptions, error) {
 	fs.StringVar(&o.append, "append", "", "extra kernel command line (not measured)")
 	fs.StringVar(&o.icount, "icount", "", "run TCG with -icount shift=`N` (0..10): guest time counts instructions (2^N ns each), not host time, so timings measure the guest's work rather than the emulator's and the host's load; much slower (one vCPU runs at a time)")
 	fs.StringVar(&o.console, "console", "-", "where the serial console goes: - (stdout), a `FILE`, or none")
-	fs.UintVar(&o.logPort, "log-port", logstream.DefaultPort, "vsock port of the enclave's log stream (0: none; the workload then writes to the console)")
+	fs.UintVar(&o.logPort, "log-port", emulator.DefaultLogPort, "vsock port of the enclave's log stream (0: none; the workload then writes to the console)")
 	fs.BoolVar(&o.verbose, "v", false, "log the parent's vsock and vhost-user diagnostics to stderr")
 	positional, err := cliflag.Parse(fs, args)
 	if err != nil {

@@ -23,9 +23,10 @@ import (
 	"github.com/qtenclave/enclave/init/entropy"
 	"github.com/qtenclave/enclave/init/heartbeat"
 	"github.com/qtenclave/enclave/init/internal/nstest"
-	"github.com/qtenclave/enclave/init/status"
+	"github.com/qtenclave/enclave/init/report"
 	"github.com/qtenclave/enclave/init/vsock"
 	"github.com/qtenclave/enclave/proto/logstream"
+	"github.com/qtenclave/enclave/proto/status"
 	"golang.org/x/sys/unix"
 )
 
@@ -202,7 +203,7 @@ func vsockLoopback() string {
 		Policy: heartbeat.Policy{Attempts: 1, Timeout: 5 * time.Second}}); err != nil {
 		return "FAIL: heartbeat: " + err.Error()
 	}
-	if err := status.Report(ctx, vsock.Kernel{}, vsock.CIDLocal, 9000, status.Exit(7), time.Second); err != nil {
+	if err := report.Report(ctx, vsock.Kernel{}, vsock.CIDLocal, 9000, status.Exit(7), time.Second); err != nil {
 		return "FAIL: report: " + err.Error()
 	}
 	if a, b := <-got, <-got; a != "\xb7" || b != "EXIT 7\n" {

@@ -7,7 +7,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/qtenclave/enclave/init/launch"
+	"github.com/qtenclave/enclave/proto/launch"
 )
 
 func TestRun(t *testing.T) {

@@ -1,6 +1,7 @@
-// Package status defines how init reports the enclave's end: the exit
-// status codes, the console status line and the one-line message sent to the
-// parent over vsock (contract 7).
+// Package status is how the enclave's end is told: the exit status codes,
+// the console status line and the one-line message init sends the parent
+// over vsock. init writes them (init/report sends the message); the parent
+// parses the message. It depends on the standard library only.
 //
 // Console line (always exactly these three fields, in this order):
 //
@@ -13,15 +14,10 @@
 package status
 
 import (
-	"context"
 	"errors"
 	"fmt"
-	"io"
 	"strconv"
 	"strings"
-	"time"
-
-	"github.com/qtenclave/enclave/init/vsock"
 )
 
 // Exit codes init reports when the workload did not run to its own end.
@@ -167,47 +163,4 @@ func ParseWire(msg string) (Status, error) {
 		return Killed(n), nil
 	}
 	return Status{}, fmt.Errorf("%w: %q", ErrSyntax, msg)
-}
-
-// DefaultReportTimeout bounds Report.
-const DefaultReportTimeout = 2 * time.Second
-
-// ErrNotAcknowledged is a report that was written but that the parent did
-// not acknowledge (by closing the connection) in time: it may or may not
-// have arrived.
-var ErrNotAcknowledged = errors.New("sent, but the parent did not close the connection")
-
-// Report sends s to the parent at cid:port, then waits for the parent to
-// close the connection, which is how it acknowledges the line: the reboot
-// that follows the report cannot overtake it. It gives up after timeout
-// (DefaultReportTimeout when 0) or when ctx ends.
-func Report(ctx context.Context, d vsock.Dialer, cid, port uint32, s Status, timeout time.Duration) error {
-	if timeout <= 0 {
-		timeout = DefaultReportTimeout
-	}
-	ctx, cancel := context.WithTimeout(ctx, timeout)
-	defer cancel()
-	c, err := d.Dial(ctx, cid, port)
-	if err != nil {
-		return fmt.Errorf("report status to %d:%d: %w", cid, port, err)
-	}
-	defer c.Close()
-	if dl, ok := ctx.Deadline(); ok {
-		_ = c.SetDeadline(dl)
-	}
-	if _, err := c.Write([]byte(s.Wire())); err != nil {
-		return fmt.Errorf("report status to %d:%d: %w", cid, port, err)
-	}
-	// The parent sends nothing; anything it does is ignored until EOF.
-	var buf [64]byte
-	for {
-		_, err := c.Read(buf[:])
-		switch {
-		case err == nil:
-			continue
-		case errors.Is(err, io.EOF):
-			return nil
-		}
-		return fmt.Errorf("report status to %d:%d: %w (%v)", cid, port, ErrNotAcknowledged, err)
-	}
 }
