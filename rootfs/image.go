@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"sort"
 	"strings"
 
@@ -82,6 +83,8 @@ func (o *Options) logf(format string, args ...any) {
 // layers, bottom first.
 type Image struct {
 	ref      string
+	name     string // the reference's file or directory, without .tar/.tar.gz/.tgz
+	tag      string // the tag it named, else "latest"
 	platform string
 	config   Config
 	layers   []layerSource
@@ -94,6 +97,14 @@ type layerSource struct {
 
 // Ref is the reference the image was opened with.
 func (img *Image) Ref() string { return img.ref }
+
+// Name is the image's name as its reference gives it: the base name of
+// its directory, layout or archive (without .tar, .tar.gz or .tgz).
+func (img *Image) Name() string { return img.name }
+
+// Tag is the tag the reference named (oci:DIR:TAG, or the tag of
+// docker-archive:PATH:REPO:TAG), else "latest".
+func (img *Image) Tag() string { return img.tag }
 
 // Platform is the image config's "os/arch[/variant]" ("" for dir:).
 func (img *Image) Platform() string { return img.platform }
@@ -123,19 +134,33 @@ func Open(ref string, opts Options) (*Image, error) {
 	case strings.HasPrefix(ref, DirPrefix):
 		return openDir(ref, strings.TrimPrefix(ref, DirPrefix), opts)
 	case strings.HasPrefix(ref, OCIPrefix):
-		img, err := openOCI(strings.TrimPrefix(ref, OCIPrefix), want)
+		img, dir, tag, err := openOCI(strings.TrimPrefix(ref, OCIPrefix), want)
 		if err != nil {
 			return nil, fmt.Errorf("open %s: %w", ref, err)
 		}
-		return fromV1(ref, img, want, true)
+		name, tag := named(dir, tag)
+		return fromV1(ref, img, want, true, name, tag)
 	case strings.HasPrefix(ref, DockerArchivePrefix):
-		img, err := openDockerArchive(strings.TrimPrefix(ref, DockerArchivePrefix))
+		img, path, tag, err := openDockerArchive(strings.TrimPrefix(ref, DockerArchivePrefix))
 		if err != nil {
 			return nil, fmt.Errorf("open %s: %w", ref, err)
 		}
-		return fromV1(ref, img, want, false)
+		name, tag := named(path, tag)
+		return fromV1(ref, img, want, false, name, tag)
 	}
 	return nil, fmt.Errorf("%w: %q: want docker-archive:PATH, oci:DIR[:TAG] or dir:PATH", ErrReference, ref)
+}
+
+// named is an image's name and tag from the path and tag of its reference.
+func named(path, tag string) (name, version string) {
+	name = filepath.Base(filepath.Clean(path))
+	for _, ext := range []string{".tar.gz", ".tgz", ".tar"} {
+		name = strings.TrimSuffix(name, ext)
+	}
+	if tag == "" {
+		tag = "latest"
+	}
+	return name, tag
 }
 
 func openDir(ref, dir string, opts Options) (*Image, error) {
@@ -150,8 +175,9 @@ func openDir(ref, dir string, opts Options) (*Image, error) {
 		return nil, fmt.Errorf("open %s: not a directory", ref)
 	}
 	dopts := dirtar.Options{MTime: 0, KeepOwners: opts.DirKeepOwners}
+	name, tag := named(dir, "")
 	return &Image{
-		ref: ref,
+		ref: ref, name: name, tag: tag,
 		layers: []layerSource{{
 			id:   flatten.Layer{Index: 0, Digest: "dir:" + dir},
 			open: func() (io.ReadCloser, error) { return dirtar.Open(dir, dopts), nil },
@@ -159,10 +185,11 @@ func openDir(ref, dir string, opts Options) (*Image, error) {
 	}, nil
 }
 
-// openDockerArchive opens PATH or PATH:REPO:TAG.
-func openDockerArchive(spec string) (v1.Image, error) {
+// openDockerArchive opens PATH or PATH:REPO[:TAG], returning the path and
+// the tag ("" when none was named).
+func openDockerArchive(spec string) (v1.Image, string, string, error) {
 	if spec == "" {
-		return nil, fmt.Errorf("%w: empty path", ErrReference)
+		return nil, "", "", fmt.Errorf("%w: empty path", ErrReference)
 	}
 	path, tagStr := spec, ""
 	if _, err := os.Stat(spec); err != nil {
@@ -178,36 +205,44 @@ func openDockerArchive(spec string) (v1.Image, error) {
 			}
 		}
 		if !found {
-			return nil, err
+			return nil, "", "", err
 		}
 	}
 	var tag *name.Tag
+	version := ""
 	if tagStr != "" {
 		t, err := name.NewTag(tagStr)
 		if err != nil {
-			return nil, fmt.Errorf("%w: tag %q: %v", ErrReference, tagStr, err)
+			return nil, "", "", fmt.Errorf("%w: tag %q: %v", ErrReference, tagStr, err)
 		}
-		tag = &t
+		tag, version = &t, t.TagStr()
 	}
 	img, err := tarball.ImageFromPath(path, tag)
 	if err != nil {
 		if tag != nil && strings.Contains(err.Error(), "not found") {
-			return nil, fmt.Errorf("%w: %v", ErrNotFound, err)
+			return nil, "", "", fmt.Errorf("%w: %v", ErrNotFound, err)
 		}
-		return nil, err
+		return nil, "", "", err
 	}
-	return img, nil
+	return img, path, version, nil
 }
 
-// openOCI opens DIR or DIR:TAG.
-func openOCI(spec string, want *v1.Platform) (v1.Image, error) {
+// openOCI opens DIR or DIR:TAG, returning the directory and the tag.
+func openOCI(spec string, want *v1.Platform) (v1.Image, string, string, error) {
 	dir, tag := spec, ""
 	if i := strings.LastIndexByte(spec, ':'); i >= 0 && !strings.Contains(spec[i+1:], "/") {
 		dir, tag = spec[:i], spec[i+1:]
 	}
 	if dir == "" {
-		return nil, fmt.Errorf("%w: empty layout path", ErrReference)
+		return nil, "", "", fmt.Errorf("%w: empty layout path", ErrReference)
 	}
+	img, err := openLayout(dir, tag, want)
+	return img, dir, tag, err
+}
+
+// openLayout picks the image named tag ("" for the only one, or by
+// platform) from the layout at dir.
+func openLayout(dir, tag string, want *v1.Platform) (v1.Image, error) {
 	idx, err := layout.ImageIndexFromPath(dir)
 	if err != nil {
 		return nil, err
@@ -301,7 +336,7 @@ func platformMatch(want, have v1.Platform) bool {
 // fromV1 reads the config and lists the layers of a go-containerregistry
 // image; stored says the layer blobs are files as the manifest describes
 // them (OCI layouts), read with storedBlobOpener.
-func fromV1(ref string, img v1.Image, want *v1.Platform, stored bool) (*Image, error) {
+func fromV1(ref string, img v1.Image, want *v1.Platform, stored bool, name, tag string) (*Image, error) {
 	cf, err := img.ConfigFile()
 	if err != nil {
 		return nil, fmt.Errorf("open %s: config: %w", ref, err)
@@ -316,6 +351,8 @@ func fromV1(ref string, img v1.Image, want *v1.Platform, stored bool) (*Image, e
 	}
 	out := &Image{
 		ref:      ref,
+		name:     name,
+		tag:      tag,
 		platform: have.String(),
 		config: Config{
 			Entrypoint: cf.Config.Entrypoint,

@@ -37,34 +37,44 @@ func WriteRamdisk(ctx context.Context, w io.Writer, img *Image, opts Options) (*
 	if err != nil {
 		return nil, nil, err
 	}
-	manifestJSON, err := m.Marshal()
+	st, err := WriteRamdiskManifest(ctx, w, img, m, opts)
 	if err != nil {
 		return nil, nil, err
+	}
+	return m, st, nil
+}
+
+// WriteRamdiskManifest is WriteRamdisk with the launch manifest the caller
+// already made with Manifest (from the same img and opts).
+func WriteRamdiskManifest(ctx context.Context, w io.Writer, img *Image, m *launch.Manifest, opts Options) (*Stats, error) {
+	manifestJSON, err := m.Marshal()
+	if err != nil {
+		return nil, err
 	}
 	cmd, env := m.LegacyFiles()
 
 	tree, err := flatten.New(flatten.Options{TempDir: opts.TempDir})
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
 	defer tree.Close()
 	for _, l := range img.layers {
 		if err := ctx.Err(); err != nil {
-			return nil, nil, err
+			return nil, err
 		}
 		opts.logf("rootfs: applying %v", l.id)
 		if err := applyLayer(ctx, tree, l); err != nil {
-			return nil, nil, fmt.Errorf("rootfs: %s: %w", img.ref, err)
+			return nil, fmt.Errorf("rootfs: %s: %w", img.ref, err)
 		}
 	}
 	for _, mp := range MountPoints {
 		if _, err := tree.MkdirAll(mp.Name, mp.Perm); err != nil {
-			return nil, nil, err
+			return nil, err
 		}
 	}
 	if m.WorkingDir != "" {
 		if _, err := tree.MkdirAll(m.WorkingDir, 0o755); err != nil {
-			return nil, nil, err
+			return nil, err
 		}
 	}
 
@@ -72,11 +82,11 @@ func WriteRamdisk(ctx context.Context, w io.Writer, img *Image, opts Options) (*
 	aw := cpio.NewWriter(cw, cpio.Options{MTime: opts.MTime, Gzip: opts.Gzip})
 	perm, uid, gid := tree.Root()
 	if err := aw.Add(cpio.Entry{Name: launch.RootfsDir, Mode: cpio.TypeDir | perm, UID: uid, GID: gid}); err != nil {
-		return nil, nil, err
+		return nil, err
 	}
 	fst, err := tree.AddTo(aw, launch.RootfsDir)
 	if err != nil {
-		return nil, nil, fmt.Errorf("rootfs: %s: %w", img.ref, err)
+		return nil, fmt.Errorf("rootfs: %s: %w", img.ref, err)
 	}
 	if fst.Dropped > 0 {
 		opts.logf("rootfs: dropped %d device nodes and FIFOs", fst.Dropped)
@@ -87,13 +97,13 @@ func WriteRamdisk(ctx context.Context, w io.Writer, img *Image, opts Options) (*
 		cpio.File(launch.ManifestPath, 0o644, manifestJSON),
 	} {
 		if err := aw.Add(f); err != nil {
-			return nil, nil, err
+			return nil, err
 		}
 	}
 	if err := aw.Close(); err != nil {
-		return nil, nil, fmt.Errorf("rootfs: %s: write ramdisk: %w", img.ref, err)
+		return nil, fmt.Errorf("rootfs: %s: write ramdisk: %w", img.ref, err)
 	}
-	return m, &Stats{Stats: fst, ArchiveBytes: cw.n}, nil
+	return &Stats{Stats: fst, ArchiveBytes: cw.n}, nil
 }
 
 func applyLayer(ctx context.Context, tree *flatten.Tree, l layerSource) error {

@@ -647,3 +647,32 @@ func TestLayoutBlobVerified(t *testing.T) {
 		t.Errorf("WriteRamdisk with a swapped blob = %v, want ErrDigest naming layer 2 (%s)", err, diffID)
 	}
 }
+
+// TestNameAndTag: the name and tag an image's metadata records come from
+// the reference as Open resolved it, so a docker-archive path holding ':'
+// names the archive, not a part of its path.
+func TestNameAndTag(t *testing.T) {
+	img := fixtureImage(t, fixtureConfig)
+	dir := filepath.Join(t.TempDir(), "v1:archives")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	tarball := filepath.Join(dir, "web.tar")
+	if err := ocilayout.WriteDockerArchive(tarball, img, "example/app:1.25"); err != nil {
+		t.Fatal(err)
+	}
+	layout := writeLayout(t, img)
+	fsDir := fixtureDir(t)
+	for _, tc := range []struct{ ref, name, tag string }{
+		{"docker-archive:" + tarball, "web", "latest"},
+		{"docker-archive:" + tarball + ":example/app:1.25", "web", "1.25"},
+		{layout, "layout", "latest"},
+		{strings.TrimSuffix(layout, ":latest"), "layout", "latest"},
+		{"dir:" + fsDir + "/", filepath.Base(fsDir), "latest"},
+	} {
+		got := open(t, tc.ref, Options{})
+		if got.Name() != tc.name || got.Tag() != tc.tag {
+			t.Errorf("Open(%q) name, tag = %q, %q, want %q, %q", tc.ref, got.Name(), got.Tag(), tc.name, tc.tag)
+		}
+	}
+}

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
 	"os"
@@ -10,35 +9,13 @@ import (
 	"path/filepath"
 	"strings"
 
-	"github.com/qtenclave/enclave/image/bootstrap"
+	"github.com/qtenclave/enclave/image"
 	"github.com/qtenclave/enclave/image/eif"
 	"github.com/qtenclave/enclave/internal/atomicfile"
 	"github.com/qtenclave/enclave/internal/cliflag"
+	"github.com/qtenclave/enclave/proto/launch"
 	"github.com/qtenclave/enclave/rootfs"
-	"github.com/qtenclave/enclave/rootfs/cpio"
 )
-
-// toolVersion is recorded in the metadata section (BuildToolVersion).
-const toolVersion = "0.1.0"
-
-// Kernel command lines shipped by AWS (SPEC §1), used as they are. Their
-// "nomodules" is not a kernel parameter (the real one is "nomodule", which
-// would forbid finit_module): the kernel hands it to init as an argument, so
-// the secure-module driver still loads, as on AWS. QEMU's nitro-enclave
-// machine also needs reboot=t to stop cleanly; that is the launcher's
-// business (`-append`, not measured), not the image's.
-const (
-	cmdlineX86   = "reboot=k panic=30 pci=off nomodules console=ttyS0 i8042.noaux i8042.nomux i8042.nopnp i8042.dumbkbd random.trust_cpu=on"
-	cmdlineARM64 = "reboot=k panic=30 pci=off nomodules console=ttyS0 random.trust_cpu=on root=/dev/ram0"
-)
-
-// defaultCmdline is AWS's command line for arch.
-func defaultCmdline(arch eif.Arch) string {
-	if arch == eif.ArchAArch64 {
-		return cmdlineARM64
-	}
-	return cmdlineX86
-}
 
 func init() {
 	register("build", command{
@@ -76,6 +53,7 @@ type buildConfig struct {
 	customMetadata          string
 	gzip, verbose           bool
 	override                rootfs.Config
+	launch                  *launch.Manifest // the enclave knobs; nil: none given
 }
 
 func runBuild(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
@@ -113,6 +91,10 @@ func runBuild(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	fs.Var(&env, "env", "add or replace an environment variable `KEY=VALUE` (repeatable)")
 	fs.StringVar(&workdir, "workdir", "", "override the image's WorkingDir")
 	fs.StringVar(&user, "user", "", "override the image's User")
+	var knobs launch.Manifest
+	fs.StringVar(&knobs.Hostname, "hostname", "", "the enclave's hostname (launch manifest; init's default: enclave)")
+	fs.BoolVar(&knobs.TmpNoexec, "tmp-noexec", false, "mount /tmp noexec (launch manifest)")
+	fs.Uint64Var(&knobs.NofileLimit, "nofile", 0, "RLIMIT_NOFILE for the workload (launch manifest; init's default: 65536)")
 	pos, err := cliflag.Parse(fs, args)
 	if err != nil {
 		return usageExit(err)
@@ -143,11 +125,26 @@ func runBuild(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 			return exitUsage
 		}
 	}
+	if knobs.Hostname != "" || knobs.TmpNoexec || knobs.NofileLimit != 0 {
+		c.launch = &knobs
+	}
 	c.override = rootfs.Config{Entrypoint: entrypoint.V, Cmd: cmd.V, Env: env, WorkingDir: workdir, User: user}
 
+	spec := image.Spec{
+		Image: c.image, Kernel: c.kernel, Append: c.appendCmdline, Arch: c.arch,
+		Init: c.initBin, Agent: c.agentBin, Module: c.kmod, Override: c.override, Launch: c.launch, Gzip: c.gzip,
+		Name: c.name, Version: c.version, BuildTime: c.buildTime, CustomMetadata: c.customMetadata,
+		TempDir: filepath.Dir(c.output),
+	}
+	if c.cmdlineSet {
+		spec.Cmdline = &c.cmdline
+	}
+	if c.verbose {
+		spec.Logf = func(format string, args ...any) { fmt.Fprintf(stderr, format+"\n", args...) }
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 	defer stop()
-	m, err := build(ctx, &c, stderr)
+	m, err := build(ctx, &c, spec, stderr)
 	if err != nil {
 		fmt.Fprintf(stderr, "qtenclave build: %v\n", err)
 		return exitFailed
@@ -159,242 +156,38 @@ func runBuild(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	return exitOK
 }
 
-// defaultBinary finds name next to the running executable, then in ./bin.
-func defaultBinary(name string) (string, error) {
-	var tried []string
-	if exe, err := os.Executable(); err == nil {
-		if real, err := filepath.EvalSymlinks(exe); err == nil {
-			exe = real
-		}
-		tried = append(tried, filepath.Join(filepath.Dir(exe), name))
-	}
-	tried = append(tried, filepath.Join("bin", name))
-	for _, p := range tried {
-		if st, err := os.Stat(p); err == nil && st.Mode().IsRegular() {
-			return p, nil
-		}
-	}
-	return "", fmt.Errorf("no %s binary found (tried %s); run `make build` or pass its path", name, strings.Join(tried, ", "))
-}
-
-// imageName derives the metadata name and version from a reference.
-func imageName(ref string) (name, version string) {
-	version = "latest"
-	for _, p := range []string{rootfs.DirPrefix, rootfs.OCIPrefix, rootfs.DockerArchivePrefix} {
-		if rest, ok := strings.CutPrefix(ref, p); ok {
-			path := rest
-			switch p {
-			case rootfs.OCIPrefix:
-				if i := strings.LastIndexByte(rest, ':'); i >= 0 && !strings.Contains(rest[i+1:], "/") {
-					path, version = rest[:i], rest[i+1:]
-				}
-			case rootfs.DockerArchivePrefix:
-				if i := strings.IndexByte(rest, ':'); i >= 0 {
-					path = rest[:i]
-					if j := strings.LastIndexByte(rest, ':'); j > i && !strings.Contains(rest[j+1:], "/") {
-						version = rest[j+1:]
-					}
-				}
-			}
-			base := filepath.Base(filepath.Clean(path))
-			for _, ext := range []string{".tar.gz", ".tgz", ".tar"} {
-				base = strings.TrimSuffix(base, ext)
-			}
-			return base, version
-		}
-	}
-	return ref, version
-}
-
-// build writes the image and returns its measurements.
-func build(ctx context.Context, c *buildConfig, stderr io.Writer) (*eif.Measurements, error) {
-	logf := func(format string, args ...any) {
-		if c.verbose {
-			fmt.Fprintf(stderr, format+"\n", args...)
-		}
-	}
+// build finds the binaries and the signer, then writes the EIF through a
+// temporary file renamed into place when complete.
+func build(ctx context.Context, c *buildConfig, spec image.Spec, stderr io.Writer) (*eif.Measurements, error) {
 	var err error
-	if c.initBin == "" {
-		if c.initBin, err = defaultBinary("init"); err != nil {
+	if spec.Init == "" {
+		if spec.Init, err = image.FindBinary("init"); err != nil {
 			return nil, err
 		}
 	}
-	if c.agentBin == "" && !c.noAgent {
-		if c.agentBin, err = defaultBinary("qtsm-agent"); err != nil {
+	if spec.Agent == "" && !c.noAgent {
+		if spec.Agent, err = image.FindBinary("qtsm-agent"); err != nil {
 			return nil, fmt.Errorf("%w (or --no-agent)", err)
 		}
 	}
-	kernel, err := os.Open(c.kernel)
-	if err != nil {
-		return nil, fmt.Errorf("kernel: %w", err)
-	}
-	defer kernel.Close()
-	kst, err := kernel.Stat()
-	if err != nil {
-		return nil, fmt.Errorf("kernel: %w", err)
-	}
-	if !kst.Mode().IsRegular() {
-		return nil, fmt.Errorf("kernel: %s is not a regular file", c.kernel)
-	}
-	kinfo := eif.InspectKernel(kernel, kst.Size())
-	logf("kernel: %s %s", kinfo.Format, kinfo.Version)
-
-	cmdline := c.cmdline
-	if !c.cmdlineSet {
-		cmdline = defaultCmdline(c.arch)
-	}
-	if c.appendCmdline != "" {
-		cmdline = strings.TrimSpace(cmdline + " " + c.appendCmdline)
-	}
-	if err := eif.CheckCmdline(cmdline); err != nil {
-		return nil, err
-	}
-
-	var signer *eif.Signer
 	if c.signKey != "" {
-		if signer, err = eif.LoadSigner(c.signCert, c.signKey); err != nil {
+		if spec.Signer, err = eif.LoadSigner(c.signCert, c.signKey); err != nil {
 			return nil, err
 		}
 	}
-
-	mtime, err := cpio.SourceDateEpoch()
-	if err != nil {
-		return nil, err
-	}
-	boot := bootstrap.Options{
-		Init: c.initBin, Agent: c.agentBin, Module: c.kmod,
-		Arch: c.arch, CheckArch: true, MTime: mtime,
-	}
-	if _, err := bootstrap.Entries(boot); err != nil { // fail before writing anything
-		return nil, err
-	}
-
-	platform := "linux/amd64"
-	if c.arch == eif.ArchAArch64 {
-		platform = "linux/arm64"
-	}
-	outDir := filepath.Dir(c.output)
-	ropts := rootfs.Options{
-		Platform: platform, Override: c.override, MTime: mtime, Gzip: c.gzip,
-		TempDir: outDir, Logf: logf,
-	}
-	img, err := rootfs.Open(c.image, ropts)
-	if err != nil {
-		return nil, err
-	}
-	defer img.Close()
-	if _, err := rootfs.Manifest(img, ropts); err != nil {
-		return nil, err
-	}
-
-	meta, err := metadata(c, img, kinfo)
-	if err != nil {
-		return nil, err
-	}
-
 	prog := newProgress(stderr)
 	defer prog.close()
-	ropts.Logf = func(format string, args ...any) {
-		prog.setStage("application ramdisk: " + fmt.Sprintf(format, args...))
-		logf(format, args...)
-	}
-
+	spec.Progress = prog
 	var m *eif.Measurements
 	err = atomicfile.Write(c.output, atomicfile.Options{Sync: true}, func(f *os.File) error {
-		w := eif.NewWriter(f, eif.Options{Arch: c.arch, Signer: signer})
-		if err := writeSections(ctx, w, kernel, cmdline, meta, boot, img, ropts, prog); err != nil {
-			w.Close()
-			return err
-		}
-		prog.setStage("finishing (signature, header, sync)")
-		m, err = w.Close()
+		m, err = image.Build(ctx, f, spec)
 		return err
 	})
 	if err != nil {
 		return nil, err
 	}
-	logf("wrote %s", c.output)
-	return m, nil
-}
-
-func writeSections(ctx context.Context, w *eif.Writer, kernel io.Reader, cmdline string, meta *eif.Metadata,
-	boot bootstrap.Options, img *rootfs.Image, ropts rootfs.Options, prog *progress) error {
-	prog.setStage("kernel")
-	if err := w.WriteKernel(kernel); err != nil {
-		return fmt.Errorf("kernel: %w", err)
-	}
-	if err := w.WriteCmdline(cmdline); err != nil {
-		return err
-	}
-	if err := w.WriteMetadata(meta); err != nil {
-		return err
-	}
-	prog.setStage("bootstrap ramdisk")
-	sw, err := w.CreateSection(eif.SectionRamdisk)
-	if err != nil {
-		return err
-	}
-	if err := bootstrap.Write(prog.counter(sw), boot); err != nil {
-		return err
-	}
-	if err := sw.Close(); err != nil {
-		return err
-	}
-	prog.setStage("application ramdisk")
-	if sw, err = w.CreateSection(eif.SectionRamdisk); err != nil {
-		return err
-	}
-	if _, _, err := rootfs.WriteRamdisk(ctx, prog.counter(sw), img, ropts); err != nil {
-		return err
-	}
-	return sw.Close()
-}
-
-// dockerInfo is what the metadata records about the source image: only
-// what comes from the image itself (never host paths), so that the same
-// image gives the same metadata wherever it is stored.
-type dockerInfo struct {
-	Platform string        `json:"Platform,omitempty"`
-	Layers   int           `json:"Layers"`
-	Config   rootfs.Config `json:"Config"`
-}
-
-func metadata(c *buildConfig, img *rootfs.Image, k eif.KernelInfo) (*eif.Metadata, error) {
-	name, version := imageName(c.image)
-	if c.name != "" {
-		name = c.name
-	}
-	if c.version != "" {
-		version = c.version
-	}
-	bt, err := eif.BuildTime(c.buildTime)
-	if err != nil {
-		return nil, err
-	}
-	di, err := json.Marshal(dockerInfo{Platform: img.Platform(), Layers: img.Layers(), Config: img.Config()})
-	if err != nil {
-		return nil, err
-	}
-	m := &eif.Metadata{
-		ImageName:    name,
-		ImageVersion: version,
-		BuildMetadata: eif.BuildMetadata{
-			BuildTime:        bt,
-			BuildTool:        "qtenclave",
-			BuildToolVersion: toolVersion,
-			OperatingSystem:  "Linux",
-			KernelVersion:    k.Version,
-		},
-		DockerInfo: di,
-	}
-	if c.customMetadata != "" {
-		b, err := os.ReadFile(c.customMetadata)
-		if err != nil {
-			return nil, fmt.Errorf("metadata: %w", err)
-		}
-		if m.CustomMetadata, err = eif.CanonicalJSON(b); err != nil {
-			return nil, fmt.Errorf("metadata: %s: %w", c.customMetadata, err)
-		}
+	if c.verbose {
+		fmt.Fprintf(stderr, "wrote %s\n", c.output)
 	}
 	return m, nil
 }

@@ -131,11 +131,11 @@ func (p *progress) loop() {
 	}
 }
 
-// setStage names the current step.
-func (p *progress) setStage(s string) { p.stage.Store(s) }
+// Stage names the current step (image.Progress).
+func (p *progress) Stage(s string) { p.stage.Store(s) }
 
-// counter wraps w to count the bytes written through it.
-func (p *progress) counter(w io.Writer) io.Writer { return &countingWriter{w: w, n: &p.bytes} }
+// Count wraps w to count the bytes written through it (image.Progress).
+func (p *progress) Count(w io.Writer) io.Writer { return &countingWriter{w: w, n: &p.bytes} }
 
 // close erases the progress line.
 func (p *progress) close() {

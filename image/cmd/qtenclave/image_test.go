@@ -28,6 +28,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/qtenclave/enclave/image"
 	"github.com/qtenclave/enclave/image/eif"
 	"github.com/qtenclave/enclave/image/ramdisk"
 	"github.com/qtenclave/enclave/proto/launch"
@@ -176,7 +177,7 @@ func TestBuildDescribeExtract(t *testing.T) {
 	if d.EifVersion != 4 || d.Arch != "x86_64" || !d.CheckCRC || d.IsSigned {
 		t.Errorf("describe = version %d arch %s crc %v signed %v", d.EifVersion, d.Arch, d.CheckCRC, d.IsSigned)
 	}
-	if want := cmdlineX86; d.Cmdline != want {
+	if want := image.CmdlineX86; d.Cmdline != want {
 		t.Errorf("cmdline = %q, want AWS's %q", d.Cmdline, want)
 	}
 	md := d.Metadata
@@ -326,34 +327,6 @@ func writeTmp(t *testing.T, b []byte) string {
 	p := filepath.Join(t.TempDir(), "bin")
 	mustWrite(t, p, b, 0o755)
 	return p
-}
-
-func TestDefaultBinaries(t *testing.T) {
-	dir := t.TempDir()
-	t.Chdir(dir)
-	if _, err := defaultBinary("init"); err == nil || !strings.Contains(err.Error(), "make build") {
-		t.Errorf("defaultBinary without bin/ = %v, want a hint", err)
-	}
-	os.Mkdir("bin", 0o755)
-	mustWrite(t, filepath.Join("bin", "init"), []byte("x"), 0o755)
-	if p, err := defaultBinary("init"); err != nil || p != filepath.Join("bin", "init") {
-		t.Errorf("defaultBinary = %q, %v, want bin/init", p, err)
-	}
-}
-
-func TestImageName(t *testing.T) {
-	for _, tc := range []struct{ ref, name, version string }{
-		{"dir:/x/y/app/", "app", "latest"},
-		{"oci:/layouts/web:1.2", "web", "1.2"},
-		{"oci:./web", "web", "latest"},
-		{"docker-archive:/tmp/nginx.tar", "nginx", "latest"},
-		{"docker-archive:/tmp/img.tar:nginx:1.25", "img", "1.25"},
-	} {
-		n, v := imageName(tc.ref)
-		if n != tc.name || v != tc.version {
-			t.Errorf("imageName(%q) = %q, %q, want %q, %q", tc.ref, n, v, tc.name, tc.version)
-		}
-	}
 }
 
 func TestSignedBuildAndPCRsExpect(t *testing.T) {
@@ -620,8 +593,8 @@ func TestBuildAArch64(t *testing.T) {
 	}
 	defer ef.Close()
 	cl, _ := ef.Cmdline()
-	if ef.Arch() != eif.ArchAArch64 || cl != cmdlineARM64 {
-		t.Errorf("arch %v cmdline %q, want aarch64 and %q ", ef.Arch(), cl, cmdlineARM64)
+	if ef.Arch() != eif.ArchAArch64 || cl != image.CmdlineARM64 {
+		t.Errorf("arch %v cmdline %q, want aarch64 and %q ", ef.Arch(), cl, image.CmdlineARM64)
 	}
 	boot := ef.Ramdisks()[0]
 	idx, err := ramdisk.ReadIndex(io.NewSectionReader(boot, 0, boot.Size))
