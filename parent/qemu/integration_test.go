@@ -1,6 +1,6 @@
 //go:build linux
 
-package main
+package qemu
 
 import (
 	"bytes"
@@ -105,10 +105,10 @@ func TestIntegrationBoot(t *testing.T) {
 	var times []time.Duration
 	for i := 0; i < boots; i++ {
 		want := []int{0, 7}[i%2]
-		o := &runOptions{eif: img, cid: 4, qemu: qemu, timeout: 90 * time.Second, moduleID: "i-test-enc0", append: fmt.Sprintf("testinit.exit=%d", want)}
+		o := &Options{EIF: img, CID: 4, QEMU: qemu, Timeout: 90 * time.Second, ModuleID: "i-test-enc0", Append: fmt.Sprintf("testinit.exit=%d", want)}
 		var console, stderr bytes.Buffer
 		start := time.Now()
-		code, err := bootEnclave(o, nil, &console, &stderr)
+		code, err := Run(o, nil, &console, &stderr)
 		d := time.Since(start)
 		if code != want {
 			t.Fatalf("boot %d: exit code %d (%v), want %d\nstderr:\n%s\nconsole:\n%s", i, code, err, want, stderr.String(), console.String())
