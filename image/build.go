@@ -159,10 +159,10 @@ func Build(ctx context.Context, out io.WriterAt, s Spec) (*eif.Measurements, err
 		{"command line", func() error { return w.WriteCmdline(cmdline) }},
 		{"metadata", func() error { return w.WriteMetadata(meta) }},
 		{"bootstrap ramdisk", func() error {
-			return ramdisk(w, prog, func(sw io.Writer) error { return bootstrap.Write(sw, boot) })
+			return ramdiskSection(w, prog, func(sw io.Writer) error { return bootstrap.Write(sw, boot) })
 		}},
 		{"application ramdisk", func() error {
-			return ramdisk(w, prog, func(sw io.Writer) error {
+			return ramdiskSection(w, prog, func(sw io.Writer) error {
 				_, err := rootfs.WriteRamdiskManifest(ctx, sw, img, manifest, ropts)
 				return err
 			})
@@ -179,8 +179,8 @@ func Build(ctx context.Context, out io.WriterAt, s Spec) (*eif.Measurements, err
 	return w.Close()
 }
 
-// ramdisk writes one ramdisk section with fill.
-func ramdisk(w *eif.Writer, prog Progress, fill func(io.Writer) error) error {
+// ramdiskSection writes one ramdisk section with fill.
+func ramdiskSection(w *eif.Writer, prog Progress, fill func(io.Writer) error) error {
 	sw, err := w.CreateSection(eif.SectionRamdisk)
 	if err != nil {
 		return err

@@ -459,7 +459,7 @@ func TestDiff(t *testing.T) {
 		t.Errorf("diff a c = %d:\n%s\nwant 0, equal measurements and a BuildTime difference", code, out)
 	}
 	code, out, _ = cli(t, "diff", "--json", a, b)
-	var doc diffDoc
+	var doc image.Comparison
 	if err := json.Unmarshal([]byte(out), &doc); err != nil || code != exitFailed || doc.MeasurementsEqual {
 		t.Fatalf("diff --json = %d %v", code, err)
 	}
