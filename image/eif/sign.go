@@ -9,16 +9,15 @@ import (
 	_ "crypto/sha256" // ES256
 	"crypto/sha512"
 	"crypto/x509"
-	"encoding/asn1"
 	"encoding/pem"
 	"errors"
 	"fmt"
 	"io"
-	"math/big"
 	"os"
 
+	"github.com/qtenclave/enclave/internal/cbor"
+	"github.com/qtenclave/enclave/internal/cose"
 	"github.com/qtenclave/enclave/qtsm/pcr"
-	"github.com/veraison/go-cose"
 )
 
 // maxSignatureSize caps the signature section read into memory.
@@ -30,7 +29,7 @@ type Signer struct {
 	certPEM []byte
 	cert    *x509.Certificate
 	key     crypto.Signer
-	alg     cose.Algorithm
+	alg     int64 // COSE algorithm
 
 	// Rand is the randomness for ECDSA. Nil means a deterministic signature
 	// (RFC 6979) when the key is an *ecdsa.PrivateKey, so that signing the
@@ -108,77 +107,63 @@ func ParsePrivateKey(keyPEM []byte) (*ecdsa.PrivateKey, error) {
 func (s *Signer) Certificate() *x509.Certificate { return s.cert }
 
 // Algorithm returns the COSE algorithm name (ES256, ES384 or ES512).
-func (s *Signer) Algorithm() string { return s.alg.String() }
+func (s *Signer) Algorithm() string { return algName(s.alg) }
 
 // PCR8 returns the PCR8 value of images signed by s.
 func (s *Signer) PCR8() []byte { return certPCR(s.cert) }
 
 // SignatureSection returns the signature section for an image whose PCR0
-// is pcr0.
+// is pcr0: a COSE_Sign1 (protected {1: alg}, unprotected {}) over the
+// PCR0 payload, with the certificate, in serde's CBOR.
 func (s *Signer) SignatureSection(pcr0 []byte) ([]byte, error) {
+	protected := cose.EncodeProtected(s.alg)
 	payload := encodePCRInfo(0, pcr0)
-	msg := cose.UntaggedSign1Message{
-		Headers: cose.Headers{Protected: cose.ProtectedHeader{cose.HeaderLabelAlgorithm: s.alg}},
-		Payload: payload,
-	}
-	if err := msg.Sign(nil, nil, &coseSigner{s: s}); err != nil {
-		return nil, fmt.Errorf("eif: sign PCR0: %w", err)
-	}
-	sig, err := msg.MarshalCBOR()
-	if err != nil {
-		return nil, fmt.Errorf("eif: encode COSE_Sign1: %w", err)
-	}
-	return encodeSignatureSection(s.certPEM, sig), nil
-}
-
-// coseSigner adapts a crypto.Signer to go-cose, producing the fixed-size
-// r||s form COSE wants.
-type coseSigner struct{ s *Signer }
-
-func (c *coseSigner) Algorithm() cose.Algorithm { return c.s.alg }
-
-func (c *coseSigner) Sign(_ io.Reader, content []byte) ([]byte, error) {
-	h := algHash(c.s.alg)
+	h := algHash(s.alg)
 	d := h.New()
-	d.Write(content)
-	digest := d.Sum(nil)
-	rnd := c.s.Rand
-	if _, ok := c.s.key.(*ecdsa.PrivateKey); rnd == nil && !ok {
+	d.Write(cose.SigStructure(protected, payload))
+	rnd := s.Rand
+	if _, ok := s.key.(*ecdsa.PrivateKey); rnd == nil && !ok {
 		rnd = rand.Reader
 	}
-	der, err := c.s.key.Sign(rnd, digest, h)
+	size := (s.cert.PublicKey.(*ecdsa.PublicKey).Curve.Params().BitSize + 7) / 8
+	sig, err := cose.SignECDSA(s.key, rnd, d.Sum(nil), h, size)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("eif: sign PCR0: %w", err)
 	}
-	var sig struct{ R, S *big.Int }
-	if rest, err := asn1.Unmarshal(der, &sig); err != nil || len(rest) != 0 {
-		return nil, errors.New("signer returned a malformed ECDSA signature")
-	}
-	n := (c.s.cert.PublicKey.(*ecdsa.PublicKey).Curve.Params().BitSize + 7) / 8
-	out := make([]byte, 2*n)
-	sig.R.FillBytes(out[:n])
-	sig.S.FillBytes(out[n:])
-	return out, nil
+	msg := (&cose.Sign1{Protected: protected, Payload: payload, Signature: sig}).Marshal()
+	return encodeSignatureSection(s.certPEM, msg), nil
 }
 
-func algHash(a cose.Algorithm) crypto.Hash {
+func algHash(a int64) crypto.Hash {
 	switch a {
-	case cose.AlgorithmES256:
+	case cose.AlgES256:
 		return crypto.SHA256
-	case cose.AlgorithmES384:
+	case cose.AlgES384:
 		return crypto.SHA384
 	}
 	return crypto.SHA512
 }
 
-func curveAlgorithm(c elliptic.Curve) (cose.Algorithm, error) {
+func algName(a int64) string {
+	switch a {
+	case cose.AlgES256:
+		return "ES256"
+	case cose.AlgES384:
+		return "ES384"
+	case cose.AlgES512:
+		return "ES512"
+	}
+	return fmt.Sprintf("alg %d", a)
+}
+
+func curveAlgorithm(c elliptic.Curve) (int64, error) {
 	switch c {
 	case elliptic.P256():
-		return cose.AlgorithmES256, nil
+		return cose.AlgES256, nil
 	case elliptic.P384():
-		return cose.AlgorithmES384, nil
+		return cose.AlgES384, nil
 	case elliptic.P521():
-		return cose.AlgorithmES512, nil
+		return cose.AlgES512, nil
 	}
 	return 0, fmt.Errorf("unsupported curve %s (want P-256, P-384 or P-521)", c.Params().Name)
 }
@@ -224,8 +209,8 @@ func ParseSignature(data []byte) (*Signature, error) {
 	if len(data) > maxSignatureSize {
 		return nil, invalid(ErrSignature, "%d bytes, more than %d", len(data), maxSignatureSize)
 	}
-	r := &cborReader{b: data}
-	n, err := r.expect(cborArray)
+	r := cbor.NewReader(data, nil)
+	n, err := definite(r, cbor.MajorArray)
 	if err != nil {
 		return nil, invalid(ErrSignature, "%v", err)
 	}
@@ -234,7 +219,7 @@ func ParseSignature(data []byte) (*Signature, error) {
 	}
 	var sig Signature
 	for i := uint64(0); i < n; i++ {
-		cert, cs, err := r.pcrSignature()
+		cert, cs, err := pcrSignature(r)
 		if err != nil {
 			return nil, invalid(ErrSignature, "entry %d: %v", i, err)
 		}
@@ -242,8 +227,8 @@ func ParseSignature(data []byte) (*Signature, error) {
 			sig.CertificatePEM, sig.COSE = cert, cs
 		}
 	}
-	if r.p != len(r.b) {
-		return nil, invalid(ErrSignature, "%d trailing bytes", len(r.b)-r.p)
+	if r.Remaining() != 0 {
+		return nil, invalid(ErrSignature, "%d trailing bytes", r.Remaining())
 	}
 	sig.Entries = int(n)
 	c, err := parsePEMCertificate(sig.CertificatePEM)
@@ -258,33 +243,26 @@ func ParseSignature(data []byte) (*Signature, error) {
 // PCR0 = pcr0. It returns the algorithm name. The certificate's validity
 // period is not checked here (see Certificate.NotAfter).
 func (s *Signature) Verify(pcr0 []byte) (string, error) {
-	var msg cose.Sign1Message
-	var err error
-	if len(s.COSE) > 0 && s.COSE[0] == 0x84 {
-		err = (*cose.UntaggedSign1Message)(&msg).UnmarshalCBOR(s.COSE)
-	} else {
-		err = msg.UnmarshalCBOR(s.COSE)
-	}
+	msg, err := cose.Parse(s.COSE, nil)
 	if err != nil {
 		return "", fmt.Errorf("eif: signature: COSE_Sign1: %w", err)
 	}
-	alg, err := msg.Headers.Protected.Algorithm()
+	hdr, err := cose.ParseProtected(msg.Protected, nil)
 	if err != nil {
-		return "", fmt.Errorf("eif: signature: %w", err)
+		return "", fmt.Errorf("eif: signature: protected header: %w", err)
 	}
+	alg := hdr.Alg
 	pub, ok := s.Certificate.PublicKey.(*ecdsa.PublicKey)
 	if !ok {
 		return "", fmt.Errorf("eif: signature: certificate has a %T key, want ECDSA", s.Certificate.PublicKey)
 	}
 	if want, err := curveAlgorithm(pub.Curve); err != nil || want != alg {
-		return "", fmt.Errorf("eif: signature: algorithm %v does not fit the certificate's key", alg)
+		return "", fmt.Errorf("eif: signature: algorithm %s does not fit the certificate's key", algName(alg))
 	}
-	v, err := cose.NewVerifier(alg, pub)
-	if err != nil {
-		return "", fmt.Errorf("eif: signature: %w", err)
-	}
-	if err := msg.Verify(nil, v); err != nil {
-		return "", fmt.Errorf("eif: signature does not verify with the signing certificate: %w", err)
+	h := algHash(alg).New()
+	h.Write(cose.SigStructure(msg.Protected, msg.Payload))
+	if !cose.VerifyECDSA(pub, h.Sum(nil), msg.Signature) {
+		return "", errors.New("eif: signature does not verify with the signing certificate")
 	}
 	idx, val, err := decodePCRInfo(msg.Payload)
 	if err != nil {
@@ -296,160 +274,79 @@ func (s *Signature) Verify(pcr0 []byte) (string, error) {
 	if !bytes.Equal(val, pcr0) {
 		return "", fmt.Errorf("eif: signature covers PCR0 %x, the image's PCR0 is %x", val, pcr0)
 	}
-	return alg.String(), nil
+	return algName(alg), nil
 }
 
-// CBOR, just enough for the serde encodings of the signature section and
-// its payload. Writing is minimal-length; reading accepts only what QEMU's
-// libcbor-based reader accepts: definite lengths, bytes as 1-byte uints.
+// The serde encodings of the signature section and its payload, in the
+// project's CBOR (internal/cbor). Writing is minimal-length; reading
+// accepts only what QEMU's libcbor-based reader accepts: definite lengths,
+// bytes as unsigned integers of at most one byte after the initial byte.
 
-const (
-	cborUint  = 0
-	cborNeg   = 1
-	cborText  = 3
-	cborArray = 4
-	cborMap   = 5
-)
-
-func cborHead(b []byte, major byte, n uint64) []byte {
-	m := major << 5
-	switch {
-	case n < 24:
-		return append(b, m|byte(n))
-	case n <= 0xff:
-		return append(b, m|24, byte(n))
-	case n <= 0xffff:
-		return append(b, m|25, byte(n>>8), byte(n))
-	case n <= 0xffffffff:
-		return append(b, m|26, byte(n>>24), byte(n>>16), byte(n>>8), byte(n))
-	}
-	b = append(b, m|27)
-	for s := 56; s >= 0; s -= 8 {
-		b = append(b, byte(n>>s))
-	}
-	return b
-}
-
-func cborTextString(b []byte, s string) []byte {
-	return append(cborHead(b, cborText, uint64(len(s))), s...)
-}
-
-// cborByteArray encodes p the way serde encodes Vec<u8>: an array of uints.
-func cborByteArray(b []byte, p []byte) []byte {
-	b = cborHead(b, cborArray, uint64(len(p)))
+// byteArray appends p the way serde encodes Vec<u8>: an array of uints.
+func byteArray(w *cbor.Writer, p []byte) {
+	w.Head(cbor.MajorArray, uint64(len(p)))
 	for _, x := range p {
-		b = cborHead(b, cborUint, uint64(x))
+		w.Head(cbor.MajorUint, uint64(x))
 	}
-	return b
 }
 
 func encodeSignatureSection(certPEM, coseSign1 []byte) []byte {
-	b := cborHead(nil, cborArray, 1)
-	b = cborHead(b, cborMap, 2)
-	b = cborTextString(b, "signing_certificate")
-	b = cborByteArray(b, certPEM)
-	b = cborTextString(b, "signature")
-	return cborByteArray(b, coseSign1)
+	w := &cbor.Writer{}
+	w.Head(cbor.MajorArray, 1)
+	w.Head(cbor.MajorMap, 2)
+	w.TextString("signing_certificate")
+	byteArray(w, certPEM)
+	w.TextString("signature")
+	byteArray(w, coseSign1)
+	return w.B
 }
 
 func encodePCRInfo(index int, value []byte) []byte {
-	b := cborHead(nil, cborMap, 2)
-	b = cborTextString(b, "register_index")
-	b = cborHead(b, cborUint, uint64(index))
-	b = cborTextString(b, "register_value")
-	return cborByteArray(b, value)
+	w := &cbor.Writer{}
+	w.Head(cbor.MajorMap, 2)
+	w.TextString("register_index")
+	w.Head(cbor.MajorUint, uint64(index))
+	w.TextString("register_value")
+	byteArray(w, value)
+	return w.B
 }
 
-type cborReader struct {
-	b []byte
-	p int
-}
-
-var errCBORShort = errors.New("CBOR: unexpected end of data")
-
-func (r *cborReader) head() (major byte, arg uint64, err error) {
-	if r.p >= len(r.b) {
-		return 0, 0, errCBORShort
-	}
-	ib := r.b[r.p]
-	r.p++
-	major, ai := ib>>5, ib&0x1f
-	switch {
-	case ai < 24:
-		return major, uint64(ai), nil
-	case ai <= 27:
-		n := 1 << (ai - 24)
-		if len(r.b)-r.p < n {
-			return 0, 0, errCBORShort
-		}
-		for _, x := range r.b[r.p : r.p+n] {
-			arg = arg<<8 | uint64(x)
-		}
-		r.p += n
-		return major, arg, nil
-	}
-	return 0, 0, fmt.Errorf("CBOR: unsupported additional information %d (indefinite length?)", ai)
-}
-
-func (r *cborReader) expect(major byte) (uint64, error) {
-	m, n, err := r.head()
+// definite reads the head of a definite-length array or map.
+func definite(r *cbor.Reader, major byte) (uint64, error) {
+	h, err := r.Container(major)
 	if err != nil {
 		return 0, err
 	}
-	if m != major {
-		return 0, fmt.Errorf("CBOR: major type %d, want %d", m, major)
+	if h.Indef {
+		return 0, r.Errorf("indefinite length")
 	}
-	return n, nil
+	return h.Arg, nil
 }
 
-func (r *cborReader) text() (string, error) {
-	n, err := r.expect(cborText)
-	if err != nil {
-		return "", err
-	}
-	if n > uint64(len(r.b)-r.p) {
-		return "", errCBORShort
-	}
-	s := string(r.b[r.p : r.p+int(n)])
-	r.p += int(n)
-	return s, nil
-}
-
-// byteArray reads an array of uints that each fit one byte and are encoded
-// in at most two bytes (libcbor's CBOR_INT_8 width, which QEMU requires).
-func (r *cborReader) byteArray() ([]byte, error) {
-	n, err := r.expect(cborArray)
+// readByteArray reads an array of uints that each fit one byte and are
+// encoded in at most two bytes (libcbor's CBOR_INT_8 width, which QEMU
+// requires).
+func readByteArray(r *cbor.Reader) ([]byte, error) {
+	n, err := definite(r, cbor.MajorArray)
 	if err != nil {
 		return nil, err
 	}
-	if n > uint64(len(r.b)-r.p) { // every element takes at least one byte
-		return nil, errCBORShort
-	}
-	out := make([]byte, n)
+	out := make([]byte, n) // Container checked n against the bytes left
 	for i := range out {
-		if r.p >= len(r.b) {
-			return nil, errCBORShort
+		h, err := r.Head()
+		if err != nil {
+			return nil, err
 		}
-		ib := r.b[r.p]
-		switch {
-		case ib < 24:
-			out[i] = ib
-			r.p++
-		case ib == 24:
-			if r.p+1 >= len(r.b) {
-				return nil, errCBORShort
-			}
-			out[i] = r.b[r.p+1]
-			r.p += 2
-		default:
+		if h.Major != cbor.MajorUint || h.Width > 1 || h.Arg > 0xff {
 			return nil, fmt.Errorf("CBOR: element %d is not a one-byte unsigned integer", i)
 		}
+		out[i] = byte(h.Arg)
 	}
 	return out, nil
 }
 
-func (r *cborReader) key(want string) error {
-	k, err := r.text()
+func key(r *cbor.Reader, want string) error {
+	k, err := r.TextString()
 	if err != nil {
 		return err
 	}
@@ -459,65 +356,56 @@ func (r *cborReader) key(want string) error {
 	return nil
 }
 
-func (r *cborReader) pcrSignature() (cert, sig []byte, err error) {
-	n, err := r.expect(cborMap)
+func pcrSignature(r *cbor.Reader) (cert, sig []byte, err error) {
+	n, err := definite(r, cbor.MajorMap)
 	if err != nil {
 		return nil, nil, err
 	}
 	if n != 2 {
 		return nil, nil, fmt.Errorf("map of %d entries, want 2", n)
 	}
-	if err := r.key("signing_certificate"); err != nil {
+	if err := key(r, "signing_certificate"); err != nil {
 		return nil, nil, err
 	}
-	if cert, err = r.byteArray(); err != nil {
+	if cert, err = readByteArray(r); err != nil {
 		return nil, nil, fmt.Errorf("signing_certificate: %w", err)
 	}
 	if len(cert) == 0 {
 		return nil, nil, errors.New("empty signing_certificate")
 	}
-	if err := r.key("signature"); err != nil {
+	if err := key(r, "signature"); err != nil {
 		return nil, nil, err
 	}
-	if sig, err = r.byteArray(); err != nil {
+	if sig, err = readByteArray(r); err != nil {
 		return nil, nil, fmt.Errorf("signature: %w", err)
 	}
 	return cert, sig, nil
 }
 
 func decodePCRInfo(b []byte) (int64, []byte, error) {
-	r := &cborReader{b: b}
-	n, err := r.expect(cborMap)
+	r := cbor.NewReader(b, nil)
+	n, err := definite(r, cbor.MajorMap)
 	if err != nil {
 		return 0, nil, err
 	}
 	if n != 2 {
 		return 0, nil, fmt.Errorf("map of %d entries, want 2", n)
 	}
-	if err := r.key("register_index"); err != nil {
+	if err := key(r, "register_index"); err != nil {
 		return 0, nil, err
 	}
-	m, v, err := r.head()
-	if err != nil {
-		return 0, nil, err
-	}
-	var idx int64
-	switch {
-	case m == cborUint && v <= 1<<31-1:
-		idx = int64(v)
-	case m == cborNeg && v < 1<<31:
-		idx = -1 - int64(v)
-	default:
+	idx, _, err := r.Int()
+	if err != nil || idx < -1<<31 || idx > 1<<31-1 {
 		return 0, nil, errors.New("register_index is not an i32")
 	}
-	if err := r.key("register_value"); err != nil {
+	if err := key(r, "register_value"); err != nil {
 		return 0, nil, err
 	}
-	val, err := r.byteArray()
+	val, err := readByteArray(r)
 	if err != nil {
 		return 0, nil, fmt.Errorf("register_value: %w", err)
 	}
-	if r.p != len(r.b) {
+	if r.Remaining() != 0 {
 		return 0, nil, errors.New("trailing bytes")
 	}
 	return idx, val, nil

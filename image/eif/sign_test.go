@@ -12,6 +12,7 @@ import (
 	"crypto/x509/pkix"
 	"encoding/hex"
 	"encoding/pem"
+	icbor "github.com/qtenclave/enclave/internal/cbor"
 	"math/big"
 	"os"
 	"path/filepath"
@@ -259,7 +260,7 @@ func TestParseSignatureRefuses(t *testing.T) {
 		msg  string
 	}{
 		{"empty", nil, "unexpected end"},
-		{"not an array", []byte{0xa0}, "major type 5, want 4"},
+		{"not an array", []byte{0xa0}, "want major type 4, got 5"},
 		{"empty array", []byte{0x80}, "no PCR signature"},
 		{"indefinite array", []byte{0x9f, 0xff}, "indefinite"},
 		{"keys swapped", func() []byte {
@@ -285,8 +286,8 @@ func TestParseSignatureRefuses(t *testing.T) {
 			b = cborTextString(b, "signing_certificate")
 			b = append(cborHead(b, 2, uint64(len(certPEM))), certPEM...)
 			return b
-		}(), "major type 2, want 4"},
-		{"huge array length", []byte{0x81, 0xa2, 0x73, 's', 'i', 'g', 'n', 'i', 'n', 'g', '_', 'c', 'e', 'r', 't', 'i', 'f', 'i', 'c', 'a', 't', 'e', 0x9b, 0x7f, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff}, "unexpected end"},
+		}(), "want major type 4, got 2"},
+		{"huge array length", []byte{0x81, 0xa2, 0x73, 's', 'i', 'g', 'n', 'i', 'n', 'g', '_', 'c', 'e', 'r', 't', 'i', 'f', 'i', 'c', 'a', 't', 'e', 0x9b, 0x7f, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff}, "cannot fit"},
 		{"trailing bytes", append(bytes.Clone(good), 0), "1 trailing bytes"},
 		{"not a certificate", func() []byte {
 			b := cborHead(nil, cborArray, 1)
@@ -320,4 +321,28 @@ func TestPCRInfoEncoding(t *testing.T) {
 	if err != nil || idx != 0 || !bytes.Equal(val, v) {
 		t.Errorf("decodePCRInfo = %d, %x, %v", idx, val, err)
 	}
+}
+
+// Test helpers that append CBOR in the shapes the hostile cases need.
+const (
+	cborArray = icbor.MajorArray
+	cborMap   = icbor.MajorMap
+)
+
+func cborHead(b []byte, major byte, n uint64) []byte {
+	w := icbor.Writer{B: b}
+	w.Head(major, n)
+	return w.B
+}
+
+func cborTextString(b []byte, s string) []byte {
+	w := icbor.Writer{B: b}
+	w.TextString(s)
+	return w.B
+}
+
+func cborByteArray(b []byte, p []byte) []byte {
+	w := icbor.Writer{B: b}
+	byteArray(&w, p)
+	return w.B
 }

@@ -6,6 +6,8 @@ import (
 	"slices"
 	"time"
 
+	"github.com/qtenclave/enclave/internal/cbor"
+	"github.com/qtenclave/enclave/internal/cose"
 	"github.com/qtenclave/enclave/qtsm"
 	"github.com/qtenclave/enclave/qtsm/pcr"
 )
@@ -134,47 +136,17 @@ func Parse(b []byte) (*Document, error) {
 	if len(b) > MaxDocument {
 		return nil, fmt.Errorf("%w: document is %d bytes, limit %d", ErrTooLarge, len(b), MaxDocument)
 	}
-	r := &reader{b: b}
-	d := &Document{}
-	c, err := r.peek()
+	m, err := cose.Parse(b, ErrMalformed)
 	if err != nil {
 		return nil, err
 	}
-	if c>>5 == majorTag {
-		h, err := r.head()
-		if err != nil {
-			return nil, err
-		}
-		if h.arg != 18 {
-			return nil, r.errorf("tag %d, want 18 (COSE_Sign1) or none", h.arg)
-		}
-		d.Layout.Tagged = true
+	if !m.UnprotectedEmpty() {
+		// Both vendors send {}, and nothing outside the signature should
+		// carry meaning.
+		return nil, fmt.Errorf("%w: unprotected header must be empty", ErrMalformed)
 	}
-	h, err := r.container(majorArray)
-	if err != nil {
-		return nil, fmt.Errorf("%w (COSE_Sign1 must be an array)", err)
-	}
-	if h.indef || h.arg != 4 {
-		return nil, r.errorf("COSE_Sign1 array must have 4 elements")
-	}
-	if d.Protected, _, err = r.bytes(); err != nil {
-		return nil, fmt.Errorf("protected header: %w", err)
-	}
-	if err := parseUnprotected(r); err != nil {
-		return nil, err
-	}
-	if r.isNull() {
-		return nil, r.errorf("detached payload (null) not supported")
-	}
-	if d.Payload, _, err = r.bytes(); err != nil {
-		return nil, fmt.Errorf("payload: %w", err)
-	}
-	if d.Signature, _, err = r.bytes(); err != nil {
-		return nil, fmt.Errorf("signature: %w", err)
-	}
-	if r.remaining() != 0 {
-		return nil, r.errorf("%d trailing bytes after COSE_Sign1", r.remaining())
-	}
+	d := &Document{Protected: m.Protected, Payload: m.Payload, Signature: m.Signature}
+	d.Layout.Tagged = m.Tagged
 	if len(d.Signature) == 0 || len(d.Signature) > MaxSignature {
 		return nil, fmt.Errorf("%w: signature is %d bytes", ErrMalformed, len(d.Signature))
 	}
@@ -187,63 +159,12 @@ func Parse(b []byte) (*Document, error) {
 	return d, nil
 }
 
-// parseUnprotected requires the unprotected header to be an empty map: both
-// vendors send {} and nothing outside the signature should carry meaning.
-func parseUnprotected(r *reader) error {
-	h, err := r.container(majorMap)
-	if err != nil {
-		return fmt.Errorf("unprotected header: %w", err)
-	}
-	if h.indef {
-		if !r.isBreak() {
-			return r.errorf("unprotected header must be empty")
-		}
-		return nil
-	}
-	if h.arg != 0 {
-		return r.errorf("unprotected header must be empty, has %d entries", h.arg)
-	}
-	return nil
-}
-
 func (d *Document) parseProtected() error {
-	r := &reader{b: d.Protected}
-	h, err := r.container(majorMap)
+	h, err := cose.ParseProtected(d.Protected, ErrMalformed)
 	if err != nil {
 		return err
 	}
-	d.Layout.MinimalProtected = h.minimal
-	seen := map[int64]bool{}
-	haveAlg := false
-	if err := r.each(h, func() error {
-		k, kh, err := r.int()
-		if err != nil {
-			return fmt.Errorf("label: %w", err)
-		}
-		if seen[k] {
-			return r.errorf("duplicate label %d", k)
-		}
-		seen[k] = true
-		d.Layout.MinimalProtected = d.Layout.MinimalProtected && kh.minimal
-		if k != 1 {
-			return r.skip(1)
-		}
-		alg, ah, err := r.int()
-		if err != nil {
-			return fmt.Errorf("alg: %w", err)
-		}
-		d.Layout.MinimalProtected = d.Layout.MinimalProtected && ah.minimal
-		d.Algorithm, haveAlg = alg, true
-		return nil
-	}); err != nil {
-		return err
-	}
-	if r.remaining() != 0 {
-		return r.errorf("trailing bytes")
-	}
-	if !haveAlg {
-		return fmt.Errorf("%w: no alg (label 1)", ErrMalformed)
-	}
+	d.Algorithm, d.Layout.MinimalProtected = h.Alg, h.Minimal
 	return nil
 }
 
@@ -262,20 +183,20 @@ const (
 )
 
 func (d *Document) parsePayload() error {
-	r := &reader{b: d.Payload}
-	h, err := r.container(majorMap)
+	r := cbor.NewReader(d.Payload, ErrMalformed)
+	h, err := r.Container(cbor.MajorMap)
 	if err != nil {
 		return err
 	}
-	d.Layout.IndefiniteMap = h.indef
+	d.Layout.IndefiniteMap = h.Indef
 	seen := map[string]bool{}
-	if err := r.each(h, func() error {
-		k, err := r.text()
+	if err := r.Each(h, func() error {
+		k, err := r.TextString()
 		if err != nil {
 			return fmt.Errorf("key: %w", err)
 		}
 		if seen[k] {
-			return r.errorf("duplicate key %q", k)
+			return r.Errorf("duplicate key %q", k)
 		}
 		seen[k] = true
 		d.Layout.Keys = append(d.Layout.Keys, k)
@@ -283,8 +204,8 @@ func (d *Document) parsePayload() error {
 	}); err != nil {
 		return err
 	}
-	if r.remaining() != 0 {
-		return r.errorf("%d trailing bytes after the payload map", r.remaining())
+	if r.Remaining() != 0 {
+		return r.Errorf("%d trailing bytes after the payload map", r.Remaining())
 	}
 	for _, k := range []string{keyModuleID, keyDigest, keyTimestamp, keyPCRs, keyCertificate, keyCABundle} {
 		if !seen[k] {
@@ -311,7 +232,7 @@ func (d *Document) parsePayload() error {
 }
 
 // field parses the value of payload key k.
-func (d *Document) field(r *reader, k string) error {
+func (d *Document) field(r *cbor.Reader, k string) error {
 	wrap := func(err error) error {
 		if err == nil {
 			return nil
@@ -320,7 +241,7 @@ func (d *Document) field(r *reader, k string) error {
 	}
 	switch k {
 	case keyModuleID:
-		s, err := r.text()
+		s, err := r.TextString()
 		if err != nil {
 			return wrap(err)
 		}
@@ -329,7 +250,7 @@ func (d *Document) field(r *reader, k string) error {
 		}
 		d.ModuleID = s
 	case keyDigest:
-		s, err := r.text()
+		s, err := r.TextString()
 		if err != nil {
 			return wrap(err)
 		}
@@ -338,7 +259,7 @@ func (d *Document) field(r *reader, k string) error {
 		}
 		d.Digest = s
 	case keyTimestamp:
-		ms, h, err := r.uint()
+		ms, h, err := r.Uint()
 		if err != nil {
 			return wrap(err)
 		}
@@ -347,11 +268,11 @@ func (d *Document) field(r *reader, k string) error {
 		}
 		d.TimestampMillis = ms
 		d.Timestamp = time.UnixMilli(int64(ms)).UTC()
-		d.Layout.MinimalTimestamp = h.minimal
+		d.Layout.MinimalTimestamp = h.Minimal
 	case keyPCRs:
 		return wrap(d.parsePCRs(r))
 	case keyCertificate:
-		c, _, err := r.bytes()
+		c, _, err := r.ByteString()
 		if err != nil {
 			return wrap(err)
 		}
@@ -382,7 +303,7 @@ func (d *Document) field(r *reader, k string) error {
 		d.Nonce = v
 	default:
 		d.Layout.Unknown = append(d.Layout.Unknown, k)
-		return wrap(r.skip(1))
+		return wrap(r.Skip(1))
 	}
 	return nil
 }
@@ -396,12 +317,12 @@ func certSize(what string, c []byte) error {
 
 // optional parses a nullable byte string with a size limit. It returns nil
 // for null and a non-nil slice otherwise.
-func (d *Document) optional(r *reader, k string, limit int) ([]byte, error) {
-	if r.isNull() {
+func (d *Document) optional(r *cbor.Reader, k string, limit int) ([]byte, error) {
+	if r.IsNull() {
 		d.Layout.NullFields = append(d.Layout.NullFields, k)
 		return nil, nil
 	}
-	v, _, err := r.bytes()
+	v, _, err := r.ByteString()
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", k, err)
 	}
@@ -415,22 +336,22 @@ func (d *Document) optional(r *reader, k string, limit int) ([]byte, error) {
 	return v, nil
 }
 
-func (d *Document) parsePCRs(r *reader) error {
-	h, err := r.container(majorMap)
+func (d *Document) parsePCRs(r *cbor.Reader) error {
+	h, err := r.Container(cbor.MajorMap)
 	if err != nil {
 		return err
 	}
-	n := h.arg
-	if !h.indef && n > MaxPCRs {
+	n := h.Arg
+	if !h.Indef && n > MaxPCRs {
 		return fmt.Errorf("%w: %d PCRs, want 1..%d", ErrTooLarge, n, MaxPCRs)
 	}
 	d.PCRs = make(map[int][]byte, min(n, MaxPCRs))
 	d.Layout.MinimalPCRKeys = true
-	if err := r.each(h, func() error {
+	if err := r.Each(h, func() error {
 		if len(d.PCRs) == MaxPCRs {
 			return fmt.Errorf("%w: more than %d PCRs", ErrTooLarge, MaxPCRs)
 		}
-		i, kh, err := r.uint()
+		i, kh, err := r.Uint()
 		if err != nil {
 			return fmt.Errorf("index: %w", err)
 		}
@@ -440,9 +361,9 @@ func (d *Document) parsePCRs(r *reader) error {
 		if _, dup := d.PCRs[int(i)]; dup {
 			return fmt.Errorf("%w: duplicate PCR index %d", ErrMalformed, i)
 		}
-		d.Layout.PCRKeyWidth = max(d.Layout.PCRKeyWidth, kh.width)
-		d.Layout.MinimalPCRKeys = d.Layout.MinimalPCRKeys && kh.minimal
-		v, _, err := r.bytes()
+		d.Layout.PCRKeyWidth = max(d.Layout.PCRKeyWidth, kh.Width)
+		d.Layout.MinimalPCRKeys = d.Layout.MinimalPCRKeys && kh.Minimal
+		v, _, err := r.ByteString()
 		if err != nil {
 			return fmt.Errorf("PCR%d: %w", i, err)
 		}
@@ -460,21 +381,21 @@ func (d *Document) parsePCRs(r *reader) error {
 	return nil
 }
 
-func (d *Document) parseCABundle(r *reader) error {
-	h, err := r.container(majorArray)
+func (d *Document) parseCABundle(r *cbor.Reader) error {
+	h, err := r.Container(cbor.MajorArray)
 	if err != nil {
 		return err
 	}
-	n := h.arg
-	if !h.indef && n > MaxCABundle {
+	n := h.Arg
+	if !h.Indef && n > MaxCABundle {
 		return fmt.Errorf("%w: cabundle has %d certificates, want 1..%d", ErrTooLarge, n, MaxCABundle)
 	}
 	d.CABundle = make([][]byte, 0, min(n, MaxCABundle))
-	if err := r.each(h, func() error {
+	if err := r.Each(h, func() error {
 		if len(d.CABundle) == MaxCABundle {
 			return fmt.Errorf("%w: cabundle has more than %d certificates", ErrTooLarge, MaxCABundle)
 		}
-		c, _, err := r.bytes()
+		c, _, err := r.ByteString()
 		if err != nil {
 			return fmt.Errorf("certificate %d: %w", len(d.CABundle), err)
 		}

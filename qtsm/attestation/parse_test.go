@@ -12,6 +12,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/qtenclave/enclave/internal/cbor"
+	"github.com/qtenclave/enclave/internal/cose"
 	"github.com/qtenclave/enclave/qtsm"
 	"github.com/qtenclave/enclave/qtsm/pcr"
 )
@@ -31,33 +33,33 @@ type entry struct {
 	val []byte
 }
 
-func enc(f func(w *writer)) []byte {
-	var w writer
+func enc(f func(w *cbor.Writer)) []byte {
+	var w cbor.Writer
 	f(&w)
-	return w.b
+	return w.B
 }
 
-func bstr(b []byte) []byte        { return enc(func(w *writer) { w.bytes(b) }) }
-func tstr(s string) []byte        { return enc(func(w *writer) { w.text(s) }) }
-func uintv(v uint64) []byte       { return enc(func(w *writer) { w.head(majorUint, v) }) }
-func nullv() []byte               { return []byte{cborNull} }
+func bstr(b []byte) []byte        { return enc(func(w *cbor.Writer) { w.ByteString(b) }) }
+func tstr(s string) []byte        { return enc(func(w *cbor.Writer) { w.TextString(s) }) }
+func uintv(v uint64) []byte       { return enc(func(w *cbor.Writer) { w.Head(cbor.MajorUint, v) }) }
+func nullv() []byte               { return []byte{cbor.Null} }
 func repeat(n int, c byte) []byte { return bytes.Repeat([]byte{c}, n) }
 
 func pcrMap(n int, size int) []byte {
-	return enc(func(w *writer) {
-		w.head(majorMap, uint64(n))
+	return enc(func(w *cbor.Writer) {
+		w.Head(cbor.MajorMap, uint64(n))
 		for i := range n {
-			w.head(majorUint, uint64(i))
-			w.bytes(repeat(size, byte(i+1)))
+			w.Head(cbor.MajorUint, uint64(i))
+			w.ByteString(repeat(size, byte(i+1)))
 		}
 	})
 }
 
 func bundle(certs ...[]byte) []byte {
-	return enc(func(w *writer) {
-		w.head(majorArray, uint64(len(certs)))
+	return enc(func(w *cbor.Writer) {
+		w.Head(cbor.MajorArray, uint64(len(certs)))
 		for _, c := range certs {
-			w.bytes(c)
+			w.ByteString(c)
 		}
 	})
 }
@@ -79,29 +81,29 @@ func baseEntries() []entry {
 }
 
 func payloadOf(es []entry, indefinite bool) []byte {
-	return enc(func(w *writer) {
+	return enc(func(w *cbor.Writer) {
 		if indefinite {
-			w.b = append(w.b, 0xbf)
+			w.B = append(w.B, 0xbf)
 		} else {
-			w.head(majorMap, uint64(len(es)))
+			w.Head(cbor.MajorMap, uint64(len(es)))
 		}
 		for _, e := range es {
-			w.text(e.key)
-			w.b = append(w.b, e.val...)
+			w.TextString(e.key)
+			w.B = append(w.B, e.val...)
 		}
 		if indefinite {
-			w.b = append(w.b, cborBreak)
+			w.B = append(w.B, cbor.Break)
 		}
 	})
 }
 
 func coseOf(protected, payload, sig []byte) []byte {
-	return enc(func(w *writer) {
-		w.head(majorArray, 4)
-		w.bytes(protected)
-		w.head(majorMap, 0)
-		w.bytes(payload)
-		w.bytes(sig)
+	return enc(func(w *cbor.Writer) {
+		w.Head(cbor.MajorArray, 4)
+		w.ByteString(protected)
+		w.Head(cbor.MajorMap, 0)
+		w.ByteString(payload)
+		w.ByteString(sig)
 	})
 }
 
@@ -252,10 +254,10 @@ func TestParseAccepts(t *testing.T) {
 			func(d *Document) bool {
 				return !d.Layout.MinimalProtected && !d.Layout.MinimalTimestamp && d.TimestampMillis == 100 && d.Algorithm == AlgES384
 			}},
-		{"unknown key skipped", coseOf(es384, payloadOf(append(baseEntries(), entry{"extra", enc(func(w *writer) {
-			w.head(majorMap, 1)
-			w.text("x")
-			w.b = append(w.b, 0x9f, 0x01, 0x7f, 0x61, 'a', 0xff, 0xff) // [_ 1, (_ "a")]
+		{"unknown key skipped", coseOf(es384, payloadOf(append(baseEntries(), entry{"extra", enc(func(w *cbor.Writer) {
+			w.Head(cbor.MajorMap, 1)
+			w.TextString("x")
+			w.B = append(w.B, 0x9f, 0x01, 0x7f, 0x61, 'a', 0xff, 0xff) // [_ 1, (_ "a")]
 		})}), false), sig),
 			func(d *Document) bool { return slices.Equal(d.Layout.Unknown, []string{"extra"}) }},
 		{"QEMU unsigned", coseOf([]byte{0xa1, 0x01, 0x20}, payloadOf(with(with(baseEntries(),
@@ -286,7 +288,12 @@ func TestParseRejects(t *testing.T) {
 	}{
 		{"empty", nil, ErrMalformed, "end of data"},
 		{"not an array", tstr("hello"), ErrMalformed, "want major type 4"},
-		{"3 elements", enc(func(w *writer) { w.head(majorArray, 3); w.bytes(es384); w.head(majorMap, 0); w.bytes(good) }), ErrMalformed, "4 elements"},
+		{"3 elements", enc(func(w *cbor.Writer) {
+			w.Head(cbor.MajorArray, 3)
+			w.ByteString(es384)
+			w.Head(cbor.MajorMap, 0)
+			w.ByteString(good)
+		}), ErrMalformed, "4 elements"},
 		{"indefinite array", append([]byte{0x9f}, coseOf(es384, good, sig)[1:]...), ErrMalformed, "4 elements"},
 		{"tag 17", append([]byte{0xd1}, coseOf(es384, good, sig)...), ErrMalformed, "tag 17"},
 		{"trailing byte", append(coseOf(es384, good, sig), 0), ErrMalformed, "trailing"},
@@ -294,28 +301,34 @@ func TestParseRejects(t *testing.T) {
 		{"huge length claim", []byte{0x84, 0x5b, 0x7f, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff}, ErrMalformed, "only"},
 		{"huge map claim", coseOf(es384, []byte{0xbb, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff}, sig), ErrMalformed, "cannot fit"},
 		{"huge pcrs claim", doc(with(baseEntries(), "pcrs", []byte{0xbb, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff})), ErrMalformed, "cannot fit"},
-		{"unprotected not empty", enc(func(w *writer) {
-			w.head(majorArray, 4)
-			w.bytes(es384)
-			w.head(majorMap, 1)
-			w.head(majorUint, 4)
-			w.bytes([]byte("kid"))
-			w.bytes(good)
-			w.bytes(sig)
+		{"unprotected not empty", enc(func(w *cbor.Writer) {
+			w.Head(cbor.MajorArray, 4)
+			w.ByteString(es384)
+			w.Head(cbor.MajorMap, 1)
+			w.Head(cbor.MajorUint, 4)
+			w.ByteString([]byte("kid"))
+			w.ByteString(good)
+			w.ByteString(sig)
 		}), ErrMalformed, "unprotected"},
-		{"detached payload", enc(func(w *writer) { w.head(majorArray, 4); w.bytes(es384); w.head(majorMap, 0); w.null(); w.bytes(sig) }), ErrMalformed, "detached"},
+		{"detached payload", enc(func(w *cbor.Writer) {
+			w.Head(cbor.MajorArray, 4)
+			w.ByteString(es384)
+			w.Head(cbor.MajorMap, 0)
+			w.Null()
+			w.ByteString(sig)
+		}), ErrMalformed, "detached"},
 		{"empty signature", coseOf(es384, good, nil), ErrMalformed, "signature"},
 		{"no alg", coseOf([]byte{0xa0}, good, sig), ErrMalformed, "no alg"},
 		{"protected not a map", coseOf([]byte{0x01}, good, sig), ErrMalformed, "protected"},
 		{"duplicate alg", coseOf([]byte{0xa2, 0x01, 0x38, 0x22, 0x01, 0x38, 0x22}, good, sig), ErrMalformed, "duplicate"},
-		{"indefinite string payload", enc(func(w *writer) {
-			w.head(majorArray, 4)
-			w.bytes(es384)
-			w.head(majorMap, 0)
-			w.b = append(w.b, 0x5f)
-			w.bytes(good)
-			w.b = append(w.b, 0xff)
-			w.bytes(sig)
+		{"indefinite string payload", enc(func(w *cbor.Writer) {
+			w.Head(cbor.MajorArray, 4)
+			w.ByteString(es384)
+			w.Head(cbor.MajorMap, 0)
+			w.B = append(w.B, 0x5f)
+			w.ByteString(good)
+			w.B = append(w.B, 0xff)
+			w.ByteString(sig)
 		}), ErrMalformed, "indefinite-length string"},
 		{"payload trailing", coseOf(es384, append(slices.Clone(good), 0), sig), ErrMalformed, "trailing"},
 		{"user_data 513", doc(with(baseEntries(), "user_data", bstr(repeat(513, 1)))), ErrTooLarge, "user_data is 513"},
@@ -326,14 +339,18 @@ func TestParseRejects(t *testing.T) {
 		{"no PCRs", doc(with(baseEntries(), "pcrs", pcrMap(0, 48))), ErrMalformed, "no PCRs"},
 		{"33 PCRs", doc(with(baseEntries(), "pcrs", pcrMap(33, 48))), ErrTooLarge, "33 PCRs"},
 		{"33 PCRs indefinite", doc(with(baseEntries(), "pcrs", append(append([]byte{0xbf}, pcrMap(32, 48)[2:]...), append(uintv(40), append(bstr(repeat(48, 1)), 0xff)...)...))), ErrTooLarge, "more than 32"},
-		{"PCR index 32", doc(with(baseEntries(), "pcrs", enc(func(w *writer) { w.head(majorMap, 1); w.head(majorUint, 32); w.bytes(repeat(48, 1)) }))), ErrMalformed, "index 32"},
-		{"PCR index negative", doc(with(baseEntries(), "pcrs", enc(func(w *writer) { w.head(majorMap, 1); w.head(majorNeg, 0); w.bytes(repeat(48, 1)) }))), ErrMalformed, "index"},
-		{"PCR duplicate", doc(with(baseEntries(), "pcrs", enc(func(w *writer) {
-			w.head(majorMap, 2)
-			w.head(majorUint, 3)
-			w.bytes(repeat(48, 1))
-			w.headWidth(majorUint, 3, 2)
-			w.bytes(repeat(48, 1))
+		{"PCR index 32", doc(with(baseEntries(), "pcrs", enc(func(w *cbor.Writer) {
+			w.Head(cbor.MajorMap, 1)
+			w.Head(cbor.MajorUint, 32)
+			w.ByteString(repeat(48, 1))
+		}))), ErrMalformed, "index 32"},
+		{"PCR index negative", doc(with(baseEntries(), "pcrs", enc(func(w *cbor.Writer) { w.Head(cbor.MajorMap, 1); w.Head(cbor.MajorNeg, 0); w.ByteString(repeat(48, 1)) }))), ErrMalformed, "index"},
+		{"PCR duplicate", doc(with(baseEntries(), "pcrs", enc(func(w *cbor.Writer) {
+			w.Head(cbor.MajorMap, 2)
+			w.Head(cbor.MajorUint, 3)
+			w.ByteString(repeat(48, 1))
+			w.HeadWidth(cbor.MajorUint, 3, 2)
+			w.ByteString(repeat(48, 1))
 		}))), ErrMalformed, "duplicate PCR index 3"},
 		{"PCR 47 bytes", doc(with(baseEntries(), "pcrs", pcrMap(2, 47))), ErrMalformed, "47 bytes"},
 		{"PCR size not digest's", doc(with(baseEntries(), "pcrs", pcrMap(2, 32))), ErrMalformed, "digest SHA384"},
@@ -356,8 +373,12 @@ func TestParseRejects(t *testing.T) {
 		{"tag inside", doc(append(baseEntries(), entry{"extra", []byte{0xc1, 0x01}})), ErrMalformed, "tag"},
 		{"deep nesting", doc(append(baseEntries(), entry{"extra", append(repeat(40, 0x81), 0x01)})), ErrMalformed, "nesting"},
 		{"bad simple", doc(append(baseEntries(), entry{"extra", []byte{0xf8, 0x01}})), ErrMalformed, "simple"},
-		{"non-text key", coseOf(es384, enc(func(w *writer) { w.head(majorMap, 1); w.head(majorUint, 1); w.head(majorUint, 1) }), sig), ErrMalformed, "key"},
+		{"non-text key", coseOf(es384, enc(func(w *cbor.Writer) { w.Head(cbor.MajorMap, 1); w.Head(cbor.MajorUint, 1); w.Head(cbor.MajorUint, 1) }), sig), ErrMalformed, "key"},
 		{"over 64 KiB", make([]byte, MaxDocument+1), ErrTooLarge, "document"},
+		// RFC 9052: a critical parameter the recipient does not process
+		// makes the message invalid (issue 14 item 9).
+		{"crit unknown", coseOf([]byte{0xa2, 0x01, 0x38, 0x22, 0x02, 0x81, 0x03}, good, sig), ErrMalformed, "critical parameter 3"},
+		{"crit empty", coseOf([]byte{0xa2, 0x01, 0x38, 0x22, 0x02, 0x80}, good, sig), ErrMalformed, "crit"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			d, err := Parse(tc.doc)
@@ -378,7 +399,7 @@ func TestParseRejects(t *testing.T) {
 // would not write.
 func signRaw(t *testing.T, key *ecdsa.PrivateKey, protected, payload []byte, e SignatureEncoding) []byte {
 	t.Helper()
-	digest := sha512.Sum384(sigStructure(protected, payload))
+	digest := sha512.Sum384(cose.SigStructure(protected, payload))
 	r, s, err := ecdsa.Sign(rand.Reader, key, digest[:])
 	if err != nil {
 		t.Fatal(err)
@@ -417,7 +438,7 @@ func TestVerifyIndefiniteAndTagged(t *testing.T) {
 	}
 	// Verify the signature part against the test key directly (the leaf in
 	// the payload is AWS's, not ours).
-	digest := sha512.Sum384(sigStructure(d.Protected, d.Payload))
+	digest := sha512.Sum384(cose.SigStructure(d.Protected, d.Payload))
 	r, s := signatureInts(d.Signature, BigEndian)
 	if !ecdsa.Verify(&key.PublicKey, digest[:], r, s) {
 		t.Error("signature over the raw indefinite payload does not verify")

@@ -6,12 +6,12 @@ import (
 	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/sha512"
-	"encoding/asn1"
 	"fmt"
 	"io"
-	"math/big"
 	"slices"
 
+	"github.com/qtenclave/enclave/internal/cbor"
+	"github.com/qtenclave/enclave/internal/cose"
 	"github.com/qtenclave/enclave/qtsm"
 )
 
@@ -80,37 +80,22 @@ func Sign(d *Document, key crypto.Signer, opts SignOptions) ([]byte, error) {
 		if rnd == nil {
 			rnd = rand.Reader
 		}
-		digest := sha512.Sum384(sigStructure(protected, payload))
-		der, err := key.Sign(rnd, digest[:], crypto.SHA384)
-		if err != nil {
+		digest := sha512.Sum384(cose.SigStructure(protected, payload))
+		var err error
+		if sig, err = cose.SignECDSA(key, rnd, digest[:], crypto.SHA384, p384Size); err != nil {
 			return nil, fmt.Errorf("attestation: sign: %w", err)
 		}
-		var rs struct{ R, S *big.Int }
-		if rest, err := asn1.Unmarshal(der, &rs); err != nil || len(rest) != 0 {
-			return nil, fmt.Errorf("attestation: sign: signer returned a malformed ECDSA signature")
-		}
-		sig = make([]byte, 2*p384Size)
-		rs.R.FillBytes(sig[:p384Size])
-		rs.S.FillBytes(sig[p384Size:])
 		if encodingOf(vendor) == LittleEndian {
 			slices.Reverse(sig[:p384Size])
 			slices.Reverse(sig[p384Size:])
 		}
 	}
 
-	w := writer{b: make([]byte, 0, len(payload)+len(protected)+len(sig)+16)}
-	if opts.Tagged {
-		w.head(majorTag, 18)
-	}
-	w.head(majorArray, 4)
-	w.bytes(protected)
-	w.head(majorMap, 0)
-	w.bytes(payload)
-	w.bytes(sig)
-	if _, err := Parse(w.b); err != nil {
+	out := (&cose.Sign1{Tagged: opts.Tagged, Protected: protected, Payload: payload, Signature: sig}).Marshal()
+	if _, err := Parse(out); err != nil {
 		return nil, fmt.Errorf("attestation: sign: output does not parse: %w", err)
 	}
-	return w.b, nil
+	return out, nil
 }
 
 // encodePayload writes the payload map in vendor's dialect.
@@ -136,44 +121,44 @@ func encodePayload(d *Document, vendor qtsm.Vendor) ([]byte, error) {
 	}
 	qt := vendor == qtsm.VendorQingtian
 
-	w := writer{}
-	w.head(majorMap, 9)
-	field := func(k string, v func()) { w.text(k); v() }
+	w := cbor.Writer{}
+	w.Head(cbor.MajorMap, 9)
+	field := func(k string, v func()) { w.TextString(k); v() }
 	optional := func(b []byte) {
 		switch {
 		case b != nil:
-			w.bytes(b)
+			w.ByteString(b)
 		case qt:
-			w.bytes(nil)
+			w.ByteString(nil)
 		default:
-			w.null()
+			w.Null()
 		}
 	}
-	moduleID := func() { w.text(d.ModuleID) }
-	dig := func() { w.text(digest) }
+	moduleID := func() { w.TextString(d.ModuleID) }
+	dig := func() { w.TextString(digest) }
 	ts := func() {
 		if qt {
-			w.headWidth(majorUint, ms, 8)
+			w.HeadWidth(cbor.MajorUint, ms, 8)
 		} else {
-			w.head(majorUint, ms)
+			w.Head(cbor.MajorUint, ms)
 		}
 	}
 	pcrs := func() {
-		w.head(majorMap, uint64(len(idx)))
+		w.Head(cbor.MajorMap, uint64(len(idx)))
 		for _, i := range idx {
 			if qt {
-				w.headWidth(majorUint, uint64(i), 2)
+				w.HeadWidth(cbor.MajorUint, uint64(i), 2)
 			} else {
-				w.head(majorUint, uint64(i))
+				w.Head(cbor.MajorUint, uint64(i))
 			}
-			w.bytes(d.PCRs[i])
+			w.ByteString(d.PCRs[i])
 		}
 	}
-	cert := func() { w.bytes(d.Certificate) }
+	cert := func() { w.ByteString(d.Certificate) }
 	bundle := func() {
-		w.head(majorArray, uint64(len(d.CABundle)))
+		w.Head(cbor.MajorArray, uint64(len(d.CABundle)))
 		for _, c := range d.CABundle {
-			w.bytes(c)
+			w.ByteString(c)
 		}
 	}
 	if qt {
@@ -197,5 +182,5 @@ func encodePayload(d *Document, vendor qtsm.Vendor) ([]byte, error) {
 		field(keyUserData, func() { optional(d.UserData) })
 		field(keyNonce, func() { optional(d.Nonce) })
 	}
-	return w.b, nil
+	return w.B, nil
 }

@@ -12,6 +12,7 @@ import (
 	"slices"
 	"time"
 
+	"github.com/qtenclave/enclave/internal/cose"
 	"github.com/qtenclave/enclave/qtsm"
 )
 
@@ -195,7 +196,7 @@ func verifyCrypto(d *Document, opts Options, res *Result) error {
 	if opts.Vendor == qtsm.VendorUnknown {
 		encs = append(encs, encodingOf(otherVendor(d.Vendor)))
 	}
-	digest := sha512.Sum384(sigStructure(d.Protected, d.Payload))
+	digest := sha512.Sum384(cose.SigStructure(d.Protected, d.Payload))
 	for _, e := range encs {
 		r, s := signatureInts(d.Signature, e)
 		if ecdsa.Verify(pub, digest[:], r, s) {
