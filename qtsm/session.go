@@ -2,10 +2,11 @@ package qtsm
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"time"
 
+	"github.com/qtenclave/enclave/internal/backoff"
+	"github.com/qtenclave/enclave/qtsm/device"
 	"github.com/qtenclave/enclave/qtsm/pcr"
 )
 
@@ -38,16 +39,11 @@ type PCR struct {
 	Value  []byte `json:"value"`
 }
 
-// RetryPolicy bounds GetRandom's retries while the module starts (Huawei
-// reports failures in the first ~0.5 s after enclave start).
-type RetryPolicy struct {
-	Attempts int           // total attempts, >= 1
-	Initial  time.Duration // first back-off
-	Max      time.Duration // back-off cap
-}
+// RetryPolicy bounds GetRandom's retries while the module starts.
+type RetryPolicy = backoff.Policy
 
-// DefaultRetry retries for about 3 seconds in all.
-var DefaultRetry = RetryPolicy{Attempts: 8, Initial: 25 * time.Millisecond, Max: 800 * time.Millisecond}
+// DefaultRetry is device.GetRandomRetry: about 3 seconds in all.
+var DefaultRetry = device.GetRandomRetry
 
 // Session is a client of one secure module. It is safe for concurrent use:
 // calls are serialised, in arrival order, onto the one transport.
@@ -66,7 +62,7 @@ func WithRetry(p RetryPolicy) Option { return func(s *Session) { s.retry = p } }
 
 // NewSession returns a session over t.
 func NewSession(t Transport, opts ...Option) *Session {
-	s := &Session{t: t, sem: make(chan struct{}, 1), retry: DefaultRetry, sleep: sleepCtx}
+	s := &Session{t: t, sem: make(chan struct{}, 1), retry: DefaultRetry, sleep: backoff.Sleep}
 	for _, o := range opts {
 		o(s)
 	}
@@ -267,30 +263,21 @@ func (s *Session) Attestation(ctx context.Context, req AttestationRequest) ([]by
 // GetRandom implements Module. It retries with back-off per the session's
 // RetryPolicy, since the module may not answer right after enclave start.
 func (s *Session) GetRandom(ctx context.Context) ([]byte, error) {
-	var last error
-	delay := s.retry.Initial
-	for attempt := 1; ; attempt++ {
+	var out []byte
+	_, err := backoff.Loop{Policy: s.retry, Sleep: s.sleep}.Do(ctx, func(int) error {
 		r, err := s.Call(ctx, GetRandomRequest{})
-		if err == nil {
-			b := r.(GetRandomResponse).Random
-			if len(b) > 0 {
-				return b, nil
-			}
-			err = &Error{Code: CodeInvalidResponse, Name: CodeInvalidResponse.String(), Op: opGetRandom, Detail: "no random bytes"}
+		if err != nil {
+			return err
 		}
-		last = err
-		if attempt >= s.retry.Attempts || ctx.Err() != nil {
-			break
+		if out = r.(GetRandomResponse).Random; len(out) == 0 {
+			return &Error{Code: CodeInvalidResponse, Name: CodeInvalidResponse.String(), Op: opGetRandom, Detail: "no random bytes"}
 		}
-		if serr := s.sleep(ctx, delay); serr != nil {
-			break
-		}
-		delay *= 2
-		if s.retry.Max > 0 && delay > s.retry.Max {
-			delay = s.retry.Max
-		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("qtsm: GetRandom failed after retries: %w", err)
 	}
-	return nil, fmt.Errorf("qtsm: GetRandom failed after retries: %w", last)
+	return out, nil
 }
 
 // Read fills p with random bytes from the module; Session is an io.Reader.
@@ -301,31 +288,10 @@ func (s *Session) Read(p []byte) (int, error) {
 	return ReadRandom(ctx, s, p)
 }
 
-// ReadRandom fills p from m's GetRandom, as many calls as it takes.
+// ReadRandom fills p from m's GetRandom, as many calls as it takes
+// (device.ReadRandom).
 func ReadRandom(ctx context.Context, m Module, p []byte) (int, error) {
-	n := 0
-	for n < len(p) {
-		b, err := m.GetRandom(ctx)
-		if err != nil {
-			return n, err
-		}
-		if len(b) == 0 {
-			return n, errors.New("qtsm: GetRandom returned no bytes")
-		}
-		n += copy(p[n:], b)
-	}
-	return n, nil
-}
-
-func sleepCtx(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
-	}
+	return device.ReadRandom(ctx, m, p)
 }
 
 var _ Module = (*Session)(nil)

@@ -51,41 +51,18 @@ func ParseVendor(s string) (Vendor, error) {
 	return VendorUnknown, fmt.Errorf("qtsm: unknown vendor %q (want nitro, qingtian or auto)", s)
 }
 
-// DeviceSpec is everything vendor-specific about the device transport: one
-// small definition per vendor, so that a correction (QTSM's transport is not
-// public and is unverified on hardware) is a one-line change.
+// DeviceSpec is a device of qtsm/device's table with its Vendor.
 type DeviceSpec struct {
 	Vendor Vendor
-	// Path of the misc device.
-	Path string
-	// Ioctl is the raw-message ioctl number: _IOWR(0x0A, 0, struct{u64
-	// req_addr, req_len, resp_addr, resp_len}).
-	Ioctl uint
-	// MaxRequest is the largest request the driver accepts.
-	MaxRequest int
-	// MaxResponse is the response buffer size handed to the driver.
-	MaxResponse int
+	device.Spec
 }
 
-// NitroDevice is AWS's /dev/nsm (Linux driver drivers/misc/nsm.c).
-var NitroDevice = DeviceSpec{
-	Vendor:      VendorNitro,
-	Path:        "/dev/nsm",
-	Ioctl:       device.IoctlRaw,
-	MaxRequest:  device.NitroMaxRequest,
-	MaxResponse: device.NitroMaxResponse,
-}
+// NitroDevice is AWS's /dev/nsm.
+var NitroDevice = DeviceSpec{VendorNitro, device.Nitro}
 
-// QingtianDevice is Huawei's /dev/qtsm. UNVERIFIED on hardware: Huawei's
-// library uses these buffer sizes; the ioctl number and struct are assumed to
-// be NSM's since the message schema is.
-var QingtianDevice = DeviceSpec{
-	Vendor:      VendorQingtian,
-	Path:        "/dev/qtsm",
-	Ioctl:       device.IoctlRaw,
-	MaxRequest:  device.QingtianMaxRequest,
-	MaxResponse: device.QingtianMaxResponse,
-}
+// QingtianDevice is Huawei's /dev/qtsm (UNVERIFIED on hardware; see
+// device.Qingtian).
+var QingtianDevice = DeviceSpec{VendorQingtian, device.Qingtian}
 
-// DeviceSpecs lists the known devices in detection order.
+// DeviceSpecs lists the known devices in detection order (device.Specs').
 var DeviceSpecs = []DeviceSpec{QingtianDevice, NitroDevice}

@@ -37,6 +37,7 @@ import (
 	"github.com/qtenclave/enclave/proto/launch"
 	"github.com/qtenclave/enclave/proto/logstream"
 	"github.com/qtenclave/enclave/proto/status"
+	"github.com/qtenclave/enclave/qtsm/device"
 )
 
 // Machine is everything the sequence does to the system. Paths are in the
@@ -94,7 +95,7 @@ type Procs interface {
 type Options struct {
 	ModuleDir    string        // where the driver modules are (default "/")
 	ModuleNames  []string      // default kmod.Names
-	DevicePaths  []string      // secure-module devices, in order (default /dev/qtsm, /dev/nsm)
+	DevicePaths  []string      // secure-module devices, in order (default device.Paths())
 	DeviceWait   time.Duration // bound on the device wait after a module load (default 2s)
 	EntropyBytes int           // default entropy.DefaultBytes
 	CRNGWait     time.Duration // default entropy.DefaultReadyTimeout
@@ -117,10 +118,6 @@ type Options struct {
 	LogClose time.Duration
 }
 
-// DevicePaths are the secure-module devices, in qtsm.DeviceSpecs' order
-// (checked in tests; init does not link package qtsm).
-var DevicePaths = []string{"/dev/qtsm", "/dev/nsm"}
-
 // Default values.
 const (
 	DefaultDeviceWait = 2 * time.Second
@@ -141,7 +138,7 @@ func (o *Options) defaults() {
 		o.ModuleNames = kmod.Names
 	}
 	if o.DevicePaths == nil {
-		o.DevicePaths = DevicePaths
+		o.DevicePaths = device.Paths()
 	}
 	if o.DeviceWait == 0 {
 		o.DeviceWait = DefaultDeviceWait

@@ -538,16 +538,6 @@ func TestCRNGReadyWithoutModule(t *testing.T) {
 	}
 }
 
-func TestDevicePathsMatchQtsm(t *testing.T) {
-	var want []string
-	for _, s := range qtsm.DeviceSpecs {
-		want = append(want, s.Path)
-	}
-	if !slices.Equal(DevicePaths, want) {
-		t.Errorf("DevicePaths = %q, qtsm.DeviceSpecs has %q", DevicePaths, want)
-	}
-}
-
 func TestMs(t *testing.T) {
 	for d, want := range map[time.Duration]string{0: "0.000ms", 1234567: "1.235ms", 12300 * time.Microsecond: "12.300ms", 2 * time.Second: "2000.000ms"} {
 		if got := Ms(d); got != want {

@@ -3,7 +3,6 @@ package entropy
 import (
 	"context"
 	"errors"
-	"strings"
 
 	"github.com/qtenclave/enclave/qtsm/device"
 )
@@ -15,16 +14,16 @@ type Device struct {
 	maxResp int
 }
 
-// OpenDevice opens the device at path; a path naming qtsm gets Qingtian's
-// response buffer size, anything else Nitro's.
+// OpenDevice opens the device at path with its vendor's response buffer
+// size (device.ByPath; an unknown path gets the larger one).
 func OpenDevice(path string) (*Device, error) {
 	f, err := device.Open(path)
 	if err != nil {
 		return nil, err
 	}
-	d := &Device{f: f, maxResp: device.NitroMaxResponse}
-	if strings.Contains(path, "qtsm") {
-		d.maxResp = device.QingtianMaxResponse
+	d := &Device{f: f, maxResp: device.QingtianMaxResponse}
+	if s, ok := device.ByPath(path); ok {
+		d.maxResp = s.MaxResponse
 	}
 	return d, nil
 }

@@ -15,6 +15,7 @@ import (
 	"time"
 	"unsafe"
 
+	"github.com/qtenclave/enclave/qtsm/device"
 	"golang.org/x/sys/unix"
 )
 
@@ -45,7 +46,7 @@ func Seed(ctx context.Context, m Source, p Pool, n int) (int, error) {
 	}
 	buf := make([]byte, n)
 	defer clear(buf)
-	got, rerr := read(ctx, m, buf)
+	got, rerr := device.ReadRandom(ctx, m, buf)
 	if got > 0 {
 		if err := p.AddEntropy(buf[:got], 8*got); err != nil {
 			return 0, fmt.Errorf("add %d bytes to the kernel pool: %w", got, err)
@@ -55,22 +56,6 @@ func Seed(ctx context.Context, m Source, p Pool, n int) (int, error) {
 		return got, fmt.Errorf("secure module GetRandom: %w", rerr)
 	}
 	return got, nil
-}
-
-func read(ctx context.Context, m Source, p []byte) (int, error) {
-	n := 0
-	for n < len(p) {
-		b, err := m.GetRandom(ctx)
-		if err != nil {
-			return n, err
-		}
-		if len(b) == 0 {
-			return n, errors.New("GetRandom returned no bytes")
-		}
-		n += copy(p[n:], b)
-		clear(b)
-	}
-	return n, nil
 }
 
 // ErrNotReady is returned by EnsureReady when the CRNG stays uninitialised.

@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"time"
+
+	"github.com/qtenclave/enclave/internal/backoff"
+	"github.com/qtenclave/enclave/qtsm/device"
 )
 
 // Source gives random bytes from the secure module. qtsm.Module (a
@@ -28,13 +30,12 @@ var GetRandomRequest = []byte("\x69GetRandom")
 // Client is a GetRandom-only client of the secure module. init uses it
 // instead of qtsm.Session so that it does not link a general CBOR codec
 // (about 330 KB); its decoder is checked against qtsm's in tests. It
-// retries with back-off like qtsm.Session, since the module may fail
-// requests right after the enclave starts.
+// retries like qtsm.Session, by the same policy (device.GetRandomRetry
+// unless Retry is set), since the module may fail requests right after
+// the enclave starts.
 type Client struct {
-	T        Transport
-	Attempts int           // default 8
-	Initial  time.Duration // default 25ms, doubling
-	Max      time.Duration // default 800ms
+	T     Transport
+	Retry *backoff.Policy // nil: device.GetRandomRetry
 }
 
 // ModuleError is an error answer from the module ({"Error": name}).
@@ -47,42 +48,25 @@ var ErrMalformed = errors.New("malformed GetRandom response")
 
 // GetRandom implements Source.
 func (c Client) GetRandom(ctx context.Context) ([]byte, error) {
-	attempts, delay, maxDelay := c.Attempts, c.Initial, c.Max
-	if attempts < 1 {
-		attempts = 8
+	p := device.GetRandomRetry
+	if c.Retry != nil {
+		p = *c.Retry
 	}
-	if delay <= 0 {
-		delay = 25 * time.Millisecond
-	}
-	if maxDelay <= 0 {
-		maxDelay = 800 * time.Millisecond
-	}
-	var last error
-	for i := 1; ; i++ {
+	var out []byte
+	n, err := backoff.Loop{Policy: p}.Do(ctx, func(int) error {
 		resp, err := c.T.RoundTrip(ctx, GetRandomRequest)
 		if err == nil {
-			var b []byte
-			if b, err = DecodeGetRandom(resp); err == nil {
-				return b, nil
-			}
+			out, err = DecodeGetRandom(resp)
 		}
-		last = err
-		if ctx.Err() != nil {
-			return nil, fmt.Errorf("GetRandom: %w (last error: %v)", ctx.Err(), last)
-		}
-		if i >= attempts {
-			break
-		}
-		t := time.NewTimer(delay)
-		select {
-		case <-t.C:
-		case <-ctx.Done():
-			t.Stop()
-			return nil, fmt.Errorf("GetRandom: %w (last error: %v)", ctx.Err(), last)
-		}
-		delay = min(2*delay, maxDelay)
+		return err
+	})
+	switch {
+	case err == nil:
+		return out, nil
+	case ctx.Err() != nil:
+		return nil, fmt.Errorf("GetRandom: %w (last error: %v)", ctx.Err(), err)
 	}
-	return nil, fmt.Errorf("GetRandom failed after %d attempts: %w", attempts, last)
+	return nil, fmt.Errorf("GetRandom failed after %d attempts: %w", n, err)
 }
 
 // DecodeGetRandom decodes {"GetRandom":{"random":bstr}} (returning the

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/qtenclave/enclave/internal/backoff"
 	"github.com/qtenclave/enclave/qtsm"
 	"github.com/qtenclave/enclave/qtsm/sim"
 )
@@ -110,13 +111,13 @@ func (f *flaky) RoundTrip(ctx context.Context, req []byte) ([]byte, error) {
 
 func TestClientRetries(t *testing.T) {
 	f := &flaky{failures: 3, n: 256}
-	c := Client{T: f, Attempts: 5, Initial: time.Millisecond, Max: 2 * time.Millisecond}
+	c := Client{T: f, Retry: &backoff.Policy{Attempts: 5, Initial: time.Millisecond, Max: 2 * time.Millisecond}}
 	b, err := c.GetRandom(context.Background())
 	if err != nil || len(b) != 256 || f.calls != 4 {
 		t.Errorf("GetRandom after 3 failures = %d bytes, %v, %d calls; want 256 bytes, 4 calls", len(b), err, f.calls)
 	}
 	f = &flaky{failures: 10}
-	c = Client{T: f, Attempts: 3, Initial: time.Millisecond}
+	c = Client{T: f, Retry: &backoff.Policy{Attempts: 3, Initial: time.Millisecond}}
 	_, err = c.GetRandom(context.Background())
 	var me *ModuleError
 	if !errors.As(err, &me) || me.Name != "InternalError" || f.calls != 3 {
@@ -125,7 +126,7 @@ func TestClientRetries(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
 	f = &flaky{failures: 10}
-	if _, err := (Client{T: f, Initial: time.Hour}).GetRandom(ctx); !errors.Is(err, context.Canceled) || f.calls != 1 {
+	if _, err := (Client{T: f, Retry: &backoff.Policy{Attempts: 8, Initial: time.Hour}}).GetRandom(ctx); !errors.Is(err, context.Canceled) || f.calls != 1 {
 		t.Errorf("GetRandom cancelled = %v after %d calls", err, f.calls)
 	}
 }

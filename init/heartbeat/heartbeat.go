@@ -12,9 +12,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/qtenclave/enclave/proto/vsockports"
 	"io"
 	"time"
+
+	"github.com/qtenclave/enclave/internal/backoff"
+	"github.com/qtenclave/enclave/proto/vsockports"
 
 	"github.com/qtenclave/enclave/init/vsock"
 )
@@ -22,7 +24,7 @@ import (
 // Byte is the heartbeat byte, both ways.
 const Byte = vsockports.HeartbeatByte
 
-// Policy bounds the retries.
+// Policy bounds the retries (run by internal/backoff's loop).
 type Policy struct {
 	Attempts int           // total attempts, >= 1
 	Initial  time.Duration // back-off after the first failure
@@ -67,32 +69,16 @@ func Run(ctx context.Context, d vsock.Dialer, cfg Config) (Result, error) {
 	if p.Timeout <= 0 {
 		p.Timeout = DefaultPolicy.Timeout
 	}
-	sleep := cfg.Sleep
-	if sleep == nil {
-		sleep = sleepCtx
+	loop := backoff.Loop{
+		Policy:  backoff.Policy{Attempts: p.Attempts, Initial: p.Initial, Max: p.Max},
+		Sleep:   cfg.Sleep,
+		OnRetry: cfg.OnRetry,
 	}
-	backoff := p.Initial
-	var last error
-	for attempt := 1; ; attempt++ {
-		last = once(ctx, d, cfg, p.Timeout)
-		if last == nil {
-			return Result{Attempts: attempt}, nil
-		}
-		if attempt >= p.Attempts || ctx.Err() != nil {
-			break
-		}
-		if cfg.OnRetry != nil {
-			cfg.OnRetry(attempt, last, backoff)
-		}
-		if err := sleep(ctx, backoff); err != nil {
-			break
-		}
-		backoff *= 2
-		if p.Max > 0 && backoff > p.Max {
-			backoff = p.Max
-		}
+	n, err := loop.Do(ctx, func(int) error { return once(ctx, d, cfg, p.Timeout) })
+	if err != nil {
+		return Result{Attempts: n}, fmt.Errorf("heartbeat to %d:%d failed after %d attempts: %w", cfg.CID, cfg.Port, n, err)
 	}
-	return Result{Attempts: p.Attempts}, fmt.Errorf("heartbeat to %d:%d failed after %d attempts: %w", cfg.CID, cfg.Port, p.Attempts, last)
+	return Result{Attempts: n}, nil
 }
 
 func once(ctx context.Context, d vsock.Dialer, cfg Config, timeout time.Duration) error {
@@ -134,15 +120,4 @@ func Exchange(c io.ReadWriter) error {
 		return fmt.Errorf("%w 0x%02X, want 0x%02X", ErrBadReply, b[0], Byte)
 	}
 	return nil
-}
-
-func sleepCtx(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
-	}
 }

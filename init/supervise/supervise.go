@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/qtenclave/enclave/init/reaper"
+	"github.com/qtenclave/enclave/internal/backoff"
 )
 
 // Starter starts one instance and returns its pid and the channel its
@@ -23,6 +24,8 @@ type Backoff struct {
 	// Initial again.
 	Reset time.Duration
 }
+
+func (b Backoff) policy() backoff.Policy { return backoff.Policy{Initial: b.Initial, Max: b.Max} }
 
 // DefaultBackoff restarts after 100 ms, doubling to 10 s.
 var DefaultBackoff = Backoff{Initial: 100 * time.Millisecond, Max: 10 * time.Second, Reset: 30 * time.Second}
@@ -117,7 +120,7 @@ func (s *Supervisor) loop(done <-chan reaper.Status) {
 			case <-s.stop:
 				return
 			}
-			backoff = min(2*backoff, s.Backoff.Max)
+			backoff = s.Backoff.policy().Next(backoff)
 			pid, d, err := s.Start()
 			s.mu.Lock()
 			s.restarts++

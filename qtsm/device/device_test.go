@@ -61,3 +61,15 @@ func TestIntegrationDevice(t *testing.T) {
 		}
 	}
 }
+
+func TestSpecs(t *testing.T) {
+	for path, want := range map[string]string{"/dev/nsm": "nitro", "/dev/qtsm": "qingtian", "/tmp/x/nsm": "nitro", "/dev/other": ""} {
+		s, ok := ByPath(path)
+		if s.Name != want || ok != (want != "") {
+			t.Errorf("ByPath(%q) = %q, %v; want %q", path, s.Name, ok, want)
+		}
+	}
+	if got := Paths(); len(got) != 2 || got[0] != "/dev/qtsm" || got[1] != "/dev/nsm" {
+		t.Errorf("Paths() = %q, want /dev/qtsm then /dev/nsm", got)
+	}
+}
