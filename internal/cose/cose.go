@@ -126,8 +126,8 @@ func (m *Sign1) Marshal() []byte {
 }
 
 // SigStructure is what a COSE_Sign1 with no external data signs:
-// ["Signature1", protected, h”, payload], with protected and payload as
-// found, never re-encoded.
+// ["Signature1", protected, an empty byte string, payload], with protected
+// and payload as found, never re-encoded.
 func SigStructure(protected, payload []byte) []byte {
 	w := cbor.Writer{B: make([]byte, 0, len(protected)+len(payload)+32)}
 	w.Head(cbor.MajorArray, 4)
