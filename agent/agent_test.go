@@ -629,8 +629,9 @@ func TestShutdownFinishesInFlight(t *testing.T) {
 	if err := <-shut; err != nil {
 		t.Errorf("Shutdown() = %v", err)
 	}
-	if _, err := f.RoundTrip(context.Background(), []byte{0x69, 'G', 'e', 't', 'R', 'a', 'n', 'd', 'o', 'm'}); err != nil {
-		t.Fatal(err)
+	// The module is closed: the simulator refuses every later exchange.
+	if _, err := f.RoundTrip(context.Background(), []byte{0x69, 'G', 'e', 't', 'R', 'a', 'n', 'd', 'o', 'm'}); !errors.Is(err, qtsm.ErrClosed) {
+		t.Fatalf("RoundTrip after Shutdown = %v, want qtsm.ErrClosed", err)
 	}
 	if p := f.Requests(); len(p) != 2 {
 		t.Errorf("device saw %d requests, want 2", len(p))
