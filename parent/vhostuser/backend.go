@@ -214,6 +214,11 @@ func hasReply(req uint32) bool {
 func (s *session) handle(h header, p []byte, fds []int) error {
 	res, err := s.dispatch(h, p, &fds)
 	closeFDs(fds) // whatever the handler did not take
+	var status uint64
+	if errors.Is(err, errRefused) {
+		s.b.logf("vhost-user: %v", err)
+		res, status, err = nil, 1, nil
+	}
 	if err != nil {
 		return err
 	}
@@ -221,20 +226,23 @@ func (s *session) handle(h header, p []byte, fds []int) error {
 		return s.reply(h, res)
 	}
 	if h.Flags&flagNeedReply != 0 {
-		var status uint64
-		if res != nil {
-			status = 1
-		}
 		return s.reply(h, putU64(status))
 	}
 	return nil
 }
 
-var errRefused = []byte{1} // non-nil "result" of a request that failed softly
+// errRefused is a request the back-end refuses without ending the session:
+// the front-end gets a non-zero status when it asked for a reply.
+var errRefused = errors.New("request refused")
+
+func refused(format string, args ...any) error {
+	return fmt.Errorf("%w: %s", errRefused, fmt.Sprintf(format, args...))
+}
 
 // dispatch returns the reply payload for requests with a reply, nil for
-// success of others, errRefused for a soft failure; err ends the session.
-// A handler that keeps a descriptor removes it from *fds.
+// success of others; an error wrapping errRefused is a soft failure, any
+// other error ends the session. A handler that keeps a descriptor removes
+// it from *fds.
 func (s *session) dispatch(h header, p []byte, fds *[]int) ([]byte, error) {
 	dev := s.b.Device
 	switch h.Request {
@@ -284,16 +292,16 @@ func (s *session) dispatch(h header, p []byte, fds *[]int) ([]byte, error) {
 		out := append([]byte(nil), p[:configHdrSize]...)
 		return append(out, cfg[c.Offset:c.Offset+c.Size]...), nil
 	case reqSetConfig:
-		return errRefused, nil // configuration space is read-only
+		return nil, refused("SET_CONFIG: the configuration space is read-only")
 	case reqSetMemTable:
 		return s.setMemTable(p, fds)
 	case reqSetLogBase, reqSetLogFD, reqSetBackendReqFD, reqAddMemReg, reqRemMemReg, reqSetStatus:
 		// Not offered; descriptors are closed by handle.
-		s.b.logf("vhost-user: ignoring request %d", h.Request)
 		if h.Request == reqSetBackendReqFD {
+			s.b.logf("vhost-user: ignoring request %d", h.Request)
 			return nil, nil
 		}
-		return errRefused, nil
+		return nil, refused("request %d not offered", h.Request)
 	case reqGetStatus:
 		return putU64(0), nil
 	}
@@ -365,8 +373,7 @@ func (s *session) dispatch(h header, p []byte, fds *[]int) ([]byte, error) {
 	switch h.Request {
 	case reqSetVringNum, reqSetVringBase, reqGetVringBase, reqSetVringEnable:
 	default:
-		s.b.logf("vhost-user: unknown request %d", h.Request)
-		return errRefused, nil
+		return nil, refused("unknown request %d", h.Request)
 	}
 	st, err := parseState(p)
 	if err != nil {
@@ -379,7 +386,7 @@ func (s *session) dispatch(h header, p []byte, fds *[]int) ([]byte, error) {
 	case reqSetVringNum:
 		r := s.rings[st.Index]
 		if st.Num == 0 || st.Num&(st.Num-1) != 0 || st.Num > virtq.MaxSize {
-			return errRefused, nil
+			return nil, refused("ring %d: size %d is not a power of two up to %d", st.Index, st.Num, virtq.MaxSize)
 		}
 		s.stopRing(r, false)
 		r.num = uint16(st.Num)
@@ -408,7 +415,7 @@ func (s *session) dispatch(h header, p []byte, fds *[]int) ([]byte, error) {
 		s.update(r)
 		return nil, nil
 	}
-	return errRefused, nil
+	return nil, refused("request %d", h.Request)
 }
 
 func (s *session) setMemTable(p []byte, fds *[]int) ([]byte, error) {
