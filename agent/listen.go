@@ -5,51 +5,35 @@ import (
 	"fmt"
 	"net"
 	"os"
-	"path/filepath"
-	"strconv"
 	"syscall"
 	"time"
+
+	"github.com/qtenclave/enclave/internal/unixsock"
 )
 
 // Listen creates the agent's Unix socket at path with the given mode and,
-// when gid >= 0, group. The socket is bound under a temporary name, given its
-// mode and group, then renamed into place: it appears at path only when it
+// when gid >= 0, group (internal/unixsock: it appears at path only when it
 // is ready to accept, with its final permissions, so whoever waits for path
-// to exist may connect at once. A stale socket at path (nobody listening) is
-// replaced; a live one is an error. Close the listener and remove path when
-// done (Server.Shutdown does not remove it).
+// to exist may connect at once). A stale socket at path (nobody listening)
+// is replaced; a live one is an error. Close the listener and remove path
+// when done (Server.Shutdown does not remove it).
 func Listen(path string, mode os.FileMode, gid int) (*net.UnixListener, error) {
 	if err := removeStale(path); err != nil {
 		return nil, err
 	}
-	dir := filepath.Dir(path)
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return nil, fmt.Errorf("listen %s: %w", path, err)
-	}
-	tmp := filepath.Join(dir, "."+filepath.Base(path)+"."+strconv.Itoa(os.Getpid()))
-	os.Remove(tmp)
-	l, err := net.ListenUnix("unix", &net.UnixAddr{Name: tmp, Net: "unix"})
+	f, err := unixsock.Listen(path, mode, gid)
 	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	l, err := net.FileListener(f)
+	if err != nil {
+		os.Remove(path)
 		return nil, fmt.Errorf("listen %s: %w", path, err)
 	}
-	l.SetUnlinkOnClose(false)
-	fail := func(err error) (*net.UnixListener, error) {
-		l.Close()
-		os.Remove(tmp)
-		return nil, fmt.Errorf("listen %s: %w", path, err)
-	}
-	if gid >= 0 {
-		if err := os.Lchown(tmp, -1, gid); err != nil {
-			return fail(err)
-		}
-	}
-	if err := os.Chmod(tmp, mode.Perm()); err != nil {
-		return fail(err)
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		return fail(err)
-	}
-	return l, nil
+	ul := l.(*net.UnixListener)
+	ul.SetUnlinkOnClose(false)
+	return ul, nil
 }
 
 // removeStale removes a socket at path that nobody listens on.

@@ -14,7 +14,7 @@
 //	init/user        Docker USER resolution against /etc/passwd and /etc/group
 //	init/workload    Entrypoint+Cmd, env, PATH lookup, WORKDIR, USER
 //	init/netlo       lo up with 127.0.0.1/8 and ::1
-//	init/listen      the agent's socket, created by init (socket activation)
+//	internal/unixsock the agent's socket, created by init (socket activation)
 //	init/reaper      the one wait4(-1) and signal owner
 //	init/supervise   qtsm-agent restarts with back-off
 //	init/report      the exit status to the parent
@@ -84,7 +84,7 @@
 //     descriptor 10 or above) and execs it after the switch as
 //     /proc/self/fd/N, so nothing is copied into the workload's root. The
 //     workload is prepared (step 8's resolution) first, because the agent's
-//     socket belongs to its group. Socket activation (package init/listen):
+//     socket belongs to its group. Socket activation (internal/unixsock):
 //     init creates /run/qtsm.sock itself, listening, mode 0660, group the
 //     workload's primary group, and passes it to the agent as descriptor 3;
 //     init keeps it and gives the same socket to every restarted instance.

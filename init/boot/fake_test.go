@@ -16,10 +16,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/qtenclave/enclave/init/listen"
 	"github.com/qtenclave/enclave/init/netlo"
 	"github.com/qtenclave/enclave/init/reaper"
 	"github.com/qtenclave/enclave/init/vsock"
+	"github.com/qtenclave/enclave/internal/unixsock"
 	"github.com/qtenclave/enclave/proto/logstream"
 	"golang.org/x/sys/unix"
 )
@@ -171,7 +171,7 @@ func (m *fakeMachine) ListenUnix(path string, mode fs.FileMode, gid int) (*os.Fi
 	if err := m.op(fmt.Sprintf("listen %s %#o %d", path, mode, gid)); err != nil {
 		return nil, err
 	}
-	return listen.Unix(m.host(path), mode, -1)
+	return unixsock.Listen(m.host(path), mode, -1)
 }
 func (m *fakeMachine) Sync()         { m.op("sync") }
 func (m *fakeMachine) Reboot() error { return m.op("reboot") }

@@ -12,12 +12,12 @@ import (
 	"github.com/qtenclave/enclave/init/console"
 	"github.com/qtenclave/enclave/init/entropy"
 	"github.com/qtenclave/enclave/init/kmod"
-	"github.com/qtenclave/enclave/init/listen"
 	"github.com/qtenclave/enclave/init/logs"
 	"github.com/qtenclave/enclave/init/mount"
 	"github.com/qtenclave/enclave/init/netlo"
 	"github.com/qtenclave/enclave/init/reaper"
 	"github.com/qtenclave/enclave/init/vsock"
+	"github.com/qtenclave/enclave/internal/unixsock"
 	"github.com/qtenclave/enclave/proto/status"
 	"golang.org/x/sys/unix"
 )
@@ -102,7 +102,7 @@ func (Linux) ReopenConsole() error {
 
 // ListenUnix implements Machine.
 func (Linux) ListenUnix(path string, mode fs.FileMode, gid int) (*os.File, error) {
-	return listen.Unix(path, mode, gid)
+	return unixsock.Listen(path, mode, gid)
 }
 
 // Sethostname implements Machine.

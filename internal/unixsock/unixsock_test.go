@@ -1,4 +1,4 @@
-package listen
+package unixsock
 
 import (
 	"errors"
@@ -6,21 +6,22 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"strconv"
 	"syscall"
 	"testing"
 	"time"
 )
 
-func TestUnix(t *testing.T) {
+func TestListen(t *testing.T) {
 	dir := t.TempDir()
 	path := filepath.Join(dir, "run", "qtsm.sock")
 	gid := -1
 	if os.Getuid() == 0 {
 		gid = 1234
 	}
-	f, err := Unix(path, 0o660, gid)
+	f, err := Listen(path, 0o660, gid)
 	if err != nil {
-		t.Fatalf("Unix(%s): %v", path, err)
+		t.Fatalf("Listen(%s): %v", path, err)
 	}
 	defer f.Close()
 	fi, err := os.Lstat(path)
@@ -64,16 +65,16 @@ func TestUnix(t *testing.T) {
 	}
 }
 
-func TestUnixExists(t *testing.T) {
+func TestListenExists(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "qtsm.sock")
 	if err := os.WriteFile(path, nil, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	if f, err := Unix(path, 0o660, -1); !errors.Is(err, fs.ErrExist) {
+	if f, err := Listen(path, 0o660, -1); !errors.Is(err, fs.ErrExist) {
 		if f != nil {
 			f.Close()
 		}
-		t.Errorf("Unix(existing %s) = %v, want ErrExist", path, err)
+		t.Errorf("Listen(existing %s) = %v, want ErrExist", path, err)
 	}
 	// The path is not replaced.
 	if fi, err := os.Lstat(path); err != nil || !fi.Mode().IsRegular() {
@@ -86,8 +87,37 @@ func TestUnixBadDir(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(dir, "file"), nil, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	if f, err := Unix(filepath.Join(dir, "file", "qtsm.sock"), 0o660, -1); err == nil {
+	if f, err := Listen(filepath.Join(dir, "file", "qtsm.sock"), 0o660, -1); err == nil {
 		f.Close()
 		t.Error("Unix under a regular file = nil error")
+	}
+}
+
+// TestPredictableNamesIgnored: names an attacker could pre-create in a
+// world-writable directory (the old fixed and pid-based temporary names)
+// are never used, so a symlink planted there cannot redirect the chmod or
+// chown to another file.
+func TestPredictableNamesIgnored(t *testing.T) {
+	dir := t.TempDir()
+	target := filepath.Join(t.TempDir(), "victim")
+	if err := os.WriteFile(target, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(dir, "qtsm.sock")
+	for _, name := range []string{".qtsm.sock.init", ".qtsm.sock." + strconv.Itoa(os.Getpid()), ".qtsm.sock.1"} {
+		if err := os.Symlink(target, filepath.Join(dir, name)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	f, err := Listen(path, 0o666, -1)
+	if err != nil {
+		t.Fatalf("Listen = %v", err)
+	}
+	f.Close()
+	if fi, err := os.Stat(target); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Errorf("planted symlink's target mode = %v, %v; want 0600 untouched", fi.Mode(), err)
+	}
+	if fi, err := os.Lstat(path); err != nil || fi.Mode()&fs.ModeSocket == 0 || fi.Mode().Perm() != 0o666 {
+		t.Errorf("socket %s = %v, %v; want a 0666 socket", path, fi.Mode(), err)
 	}
 }
