@@ -10,7 +10,6 @@
 // directory.
 package unixsock
 
-
 import (
 	"errors"
 	"fmt"
