@@ -34,7 +34,6 @@ import (
 	"os"
 	"os/signal"
 	"os/user"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"syscall"
@@ -45,10 +44,14 @@ import (
 	"github.com/qtenclave/enclave/qtsm"
 )
 
-func main() {
+func main() { os.Exit(serve()) }
+
+// serve runs the agent until SIGTERM or SIGINT; its deferred calls run
+// before main exits.
+func serve() int {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
-	os.Exit(run(ctx, os.Args[1:], os.Stdout, os.Stderr))
+	return run(ctx, os.Args[1:], os.Stdout, os.Stderr)
 }
 
 // simFlag is --sim or --sim=VENDOR.
@@ -158,8 +161,7 @@ func lookupGroup(s string) (int, error) {
 	return n, nil
 }
 
-// openDevice opens the configured device, waiting for it to appear when
-// detecting.
+// openDevice opens the simulator or the configured device.
 func openDevice(ctx context.Context, c *config) (qtsm.Transport, string, qtsm.Vendor, error) {
 	if c.sim.on {
 		t, err := openSim(c.sim.vendor)
@@ -168,32 +170,7 @@ func openDevice(ctx context.Context, c *config) (qtsm.Transport, string, qtsm.Ve
 		}
 		return t, "simulator (" + c.sim.vendor.String() + ")", c.sim.vendor, nil
 	}
-	var spec qtsm.DeviceSpec
-	if c.device == "auto" {
-		deadline := time.Now().Add(c.deviceWait)
-		for {
-			var err error
-			spec, err = qtsm.DetectDevice()
-			if err == nil {
-				break
-			}
-			if time.Now().After(deadline) {
-				return nil, "", 0, fmt.Errorf("%w (waited %v; looked for /dev/qtsm and /dev/nsm)", err, c.deviceWait)
-			}
-			select {
-			case <-ctx.Done():
-				return nil, "", 0, ctx.Err()
-			case <-time.After(100 * time.Millisecond):
-			}
-		}
-	} else {
-		spec = qtsm.NitroDevice
-		if strings.Contains(filepath.Base(c.device), "qtsm") {
-			spec = qtsm.QingtianDevice
-		}
-		spec.Path = c.device
-	}
-	d, err := qtsm.OpenDevice(spec)
+	d, spec, err := agent.OpenDevice(ctx, c.device, c.deviceWait)
 	if err != nil {
 		return nil, "", 0, err
 	}
@@ -216,8 +193,11 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		if c.listenFD >= 0 {
 			// Connections waiting on the inherited socket get an error
 			// now rather than a wait for an agent that cannot start.
-			if n := rejectPending(c); n > 0 {
-				logger.Printf("closed %d waiting connection(s)", n)
+			if l, err := agent.ListenInherited(c.listenFD, c.socket); err == nil {
+				if n := agent.RejectPending(l); n > 0 {
+					logger.Printf("closed %d waiting connection(s)", n)
+				}
+				l.Close()
 			}
 		}
 		return 1
@@ -244,14 +224,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	go func(served chan<- error) { served <- srv.Serve(l) }(served)
 	logger.Printf("listening on %s (device %s)", c.socket, device)
 	if c.readyFD >= 0 {
-		f := os.NewFile(uintptr(c.readyFD), "ready-fd")
-		if f == nil {
-			logger.Printf("--ready-fd %d: not a descriptor", c.readyFD)
-		} else {
-			if _, err := f.Write([]byte("ready\n")); err != nil {
-				logger.Printf("--ready-fd %d: %v", c.readyFD, err)
-			}
-			f.Close()
+		if err := agent.SignalReady(c.readyFD); err != nil {
+			logger.Print(err)
 		}
 	}
 
@@ -282,43 +256,7 @@ func listen(c *config) (net.Listener, error) {
 	if c.listenFD < 0 {
 		return agent.Listen(c.socket, c.mode, c.group)
 	}
-	f := os.NewFile(uintptr(c.listenFD), c.socket)
-	if f == nil {
-		return nil, fmt.Errorf("--listen-fd %d: not a descriptor", c.listenFD)
-	}
-	defer f.Close() // FileListener has its own copy
-	l, err := net.FileListener(f)
-	if err != nil {
-		return nil, fmt.Errorf("--listen-fd %d: %w", c.listenFD, err)
-	}
-	if _, ok := l.(*net.UnixListener); !ok {
-		l.Close()
-		return nil, fmt.Errorf("--listen-fd %d: not a Unix stream socket (%s)", c.listenFD, l.Addr().Network())
-	}
-	return l, nil
-}
-
-// rejectPending accepts and closes the connections waiting on the
-// inherited socket; it returns how many there were.
-func rejectPending(c *config) int {
-	l, err := listen(c)
-	if err != nil {
-		return 0
-	}
-	defer l.Close()
-	ul := l.(*net.UnixListener)
-	// A deadline already passed would not even try: a short one takes what
-	// is queued now.
-	ul.SetDeadline(time.Now().Add(20 * time.Millisecond))
-	n := 0
-	for {
-		conn, err := ul.Accept()
-		if err != nil {
-			return n
-		}
-		conn.Close()
-		n++
-	}
+	return agent.ListenInherited(c.listenFD, c.socket)
 }
 
 // stopServer removes the socket path unless it was inherited (so nobody
