@@ -93,16 +93,16 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		return 2
 	}
 	cmd, rest := fs.Arg(0), fs.Args()[1:]
-	var h func(*env, []string) error
+	var parse func([]string) (action, error)
 	switch cmd {
 	case "describe":
-		h = describe
+		parse = describe
 	case "pcr":
-		h = pcrCmd
+		parse = pcrCmd
 	case "attest", "attestation":
-		h = attest
+		parse = attest
 	case "random":
-		h = random
+		parse = random
 	case "help":
 		fmt.Fprint(stdout, usage)
 		return 0
@@ -111,14 +111,14 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		return 2
 	}
 
-	// Check the usage before touching the module.
-	if err := h(&env{}, rest); err != nil && !errors.Is(err, errDryRun) {
+	// The whole command line is checked before the module is touched.
+	act, err := parse(rest)
+	if err != nil {
 		return report(stderr, err)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), *timeout)
 	defer cancel()
 	var m qtsm.Module
-	var err error
 	if *direct {
 		m, err = qtsm.Open()
 	} else {
@@ -129,7 +129,7 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		return 1
 	}
 	defer m.Close()
-	return report(stderr, h(&env{ctx: ctx, m: m, json: *asJSON, stdin: stdin, stdout: stdout}, rest))
+	return report(stderr, act(&env{ctx: ctx, m: m, json: *asJSON, stdin: stdin, stdout: stdout}))
 }
 
 func report(stderr io.Writer, err error) int {
@@ -145,10 +145,8 @@ func report(stderr io.Writer, err error) int {
 	return 1
 }
 
-// errDryRun: a handler called with no module stops after checking usage.
-var errDryRun = errors.New("dry run")
-
-func (e *env) dry() bool { return e.m == nil }
+// action runs a parsed command against the module.
+type action func(e *env) error
 
 // parseArgs parses fs's flags anywhere among args and returns the
 // positional arguments ("-" counts as positional).
@@ -178,175 +176,165 @@ func (e *env) printJSON(v any) error {
 	return err
 }
 
-func describe(e *env, args []string) error {
+func describe(args []string) (action, error) {
 	if len(args) != 0 {
-		return usagef("describe takes no arguments")
+		return nil, usagef("describe takes no arguments")
 	}
-	if e.dry() {
-		return errDryRun
-	}
-	d, err := e.m.Describe(e.ctx)
-	if err != nil {
-		return err
-	}
-	if e.json {
-		return e.printJSON(d)
-	}
-	locked := make([]string, len(d.LockedPCRs))
-	for i, l := range d.LockedPCRs {
-		locked[i] = strconv.Itoa(int(l))
-	}
-	fmt.Fprintf(e.stdout, "module_id: %s\nversion: %d.%d.%d\ndigest: %s\nmax_pcrs: %d\nlocked_pcrs: %s\n",
-		d.ModuleID, d.VersionMajor, d.VersionMinor, d.VersionPatch, d.Digest, d.MaxPCRs, strings.Join(locked, ","))
-	return nil
+	return func(e *env) error {
+		d, err := e.m.Describe(e.ctx)
+		if err != nil {
+			return err
+		}
+		if e.json {
+			return e.printJSON(d)
+		}
+		locked := make([]string, len(d.LockedPCRs))
+		for i, l := range d.LockedPCRs {
+			locked[i] = strconv.Itoa(int(l))
+		}
+		fmt.Fprintf(e.stdout, "module_id: %s\nversion: %d.%d.%d\ndigest: %s\nmax_pcrs: %d\nlocked_pcrs: %s\n",
+			d.ModuleID, d.VersionMajor, d.VersionMinor, d.VersionPatch, d.Digest, d.MaxPCRs, strings.Join(locked, ","))
+		return nil
+	}, nil
 }
 
-func pcrCmd(e *env, args []string) error {
+func pcrCmd(args []string) (action, error) {
 	if len(args) == 0 {
-		return usagef("pcr: want read, extend, lock or lock-range")
+		return nil, usagef("pcr: want read, extend, lock or lock-range")
 	}
 	switch args[0] {
 	case "read":
-		return pcrRead(e, args[1:])
+		return pcrRead(args[1:])
 	case "extend":
-		return pcrExtend(e, args[1:])
+		return pcrExtend(args[1:])
 	case "lock":
 		if len(args) != 2 {
-			return usagef("pcr lock INDEX")
+			return nil, usagef("pcr lock INDEX")
 		}
 		i, err := parseIndex(args[1])
-		if err != nil || e.dry() {
-			return cmp(err, errDryRun)
+		if err != nil {
+			return nil, err
 		}
-		if err := e.m.LockPCR(e.ctx, i); err != nil {
-			return err
-		}
-		if e.json {
-			return e.printJSON(api.LockResponse{Index: &i, Locked: true})
-		}
-		fmt.Fprintf(e.stdout, "pcr%d: locked\n", i)
-		return nil
+		return func(e *env) error {
+			if err := e.m.LockPCR(e.ctx, i); err != nil {
+				return err
+			}
+			if e.json {
+				return e.printJSON(api.LockResponse{Index: &i, Locked: true})
+			}
+			fmt.Fprintf(e.stdout, "pcr%d: locked\n", i)
+			return nil
+		}, nil
 	case "lock-range":
 		if len(args) != 2 {
-			return usagef("pcr lock-range N")
+			return nil, usagef("pcr lock-range N")
 		}
 		n, err := strconv.Atoi(args[1])
 		if err != nil || n < 0 || n > pcr.Count {
-			return usagef("pcr lock-range %q: want 0..%d", args[1], pcr.Count)
+			return nil, usagef("pcr lock-range %q: want 0..%d", args[1], pcr.Count)
 		}
-		if e.dry() {
-			return errDryRun
-		}
-		if err := e.m.LockPCRs(e.ctx, n); err != nil {
-			return err
-		}
-		if e.json {
-			return e.printJSON(api.LockResponse{Range: &n, Locked: true})
-		}
-		fmt.Fprintf(e.stdout, "pcr0-%d: locked\n", n-1)
-		return nil
+		return func(e *env) error {
+			if err := e.m.LockPCRs(e.ctx, n); err != nil {
+				return err
+			}
+			if e.json {
+				return e.printJSON(api.LockResponse{Range: &n, Locked: true})
+			}
+			fmt.Fprintf(e.stdout, "pcr0-%d: locked\n", n-1)
+			return nil
+		}, nil
 	}
-	return usagef("pcr: unknown subcommand %q", args[0])
+	return nil, usagef("pcr: unknown subcommand %q", args[0])
 }
 
-// cmp returns err if non-nil, else alt.
-func cmp(err, alt error) error {
-	if err != nil {
-		return err
-	}
-	return alt
-}
-
-func pcrRead(e *env, args []string) error {
+func pcrRead(args []string) (action, error) {
 	var idx []int
 	for _, a := range args {
 		i, err := parseIndex(a)
 		if err != nil {
-			return err
+			return nil, err
 		}
 		idx = append(idx, i)
 	}
-	if e.dry() {
-		return errDryRun
-	}
-	if len(idx) == 0 {
-		for i := range pcr.Count {
-			idx = append(idx, i)
+	return func(e *env) error {
+		if len(idx) == 0 {
+			for i := range pcr.Count {
+				idx = append(idx, i)
+			}
 		}
-	}
-	var out []api.PCR
-	for _, i := range idx {
-		p, err := e.m.DescribePCR(e.ctx, i)
-		if err != nil {
-			return err
+		var out []api.PCR
+		for _, i := range idx {
+			p, err := e.m.DescribePCR(e.ctx, i)
+			if err != nil {
+				return err
+			}
+			out = append(out, api.PCR{Index: p.Index, Locked: p.Locked, Value: p.Value})
 		}
-		out = append(out, api.PCR{Index: p.Index, Locked: p.Locked, Value: p.Value})
-	}
-	if e.json {
-		return e.printJSON(api.PCRList{PCRs: out})
-	}
-	for _, p := range out {
-		state := "unlocked"
-		if p.Locked {
-			state = "locked"
+		if e.json {
+			return e.printJSON(api.PCRList{PCRs: out})
 		}
-		fmt.Fprintf(e.stdout, "pcr%d: %x %s\n", p.Index, []byte(p.Value), state)
-	}
-	return nil
+		for _, p := range out {
+			state := "unlocked"
+			if p.Locked {
+				state = "locked"
+			}
+			fmt.Fprintf(e.stdout, "pcr%d: %x %s\n", p.Index, []byte(p.Value), state)
+		}
+		return nil
+	}, nil
 }
 
-func pcrExtend(e *env, args []string) error {
+func pcrExtend(args []string) (action, error) {
 	fs := flag.NewFlagSet("pcr extend", flag.ContinueOnError)
 	hexData := fs.String("hex", "", "data in hex")
 	str := fs.String("string", "", "data as text")
 	file := fs.String("file", "", "data from a file")
 	pos, err := parseArgs(fs, args)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	if len(pos) < 1 || len(pos) > 2 || (len(pos) == 2 && pos[1] != "-") {
-		return usagef("pcr extend INDEX [--hex HEX | --string S | --file F | -]")
+		return nil, usagef("pcr extend INDEX [--hex HEX | --string S | --file F | -]")
 	}
 	i, err := parseIndex(pos[0])
 	if err != nil {
-		return err
+		return nil, err
 	}
 	given := 0
 	fs.Visit(func(*flag.Flag) { given++ })
 	if given > 1 || (given == 1 && len(pos) == 2) {
-		return usagef("pcr extend: give the data one way only")
+		return nil, usagef("pcr extend: give the data one way only")
 	}
 	var data []byte
 	switch {
 	case isSet(fs, "hex"):
 		if data, err = hex.DecodeString(*hexData); err != nil {
-			return usagef("--hex: %v", err)
+			return nil, usagef("--hex: %v", err)
 		}
 	case isSet(fs, "string"):
 		data = []byte(*str)
 	}
-	if e.dry() {
-		return errDryRun
-	}
-	switch {
-	case isSet(fs, "file"):
-		if data, err = os.ReadFile(*file); err != nil {
+	return func(e *env) error {
+		switch {
+		case isSet(fs, "file"):
+			if data, err = os.ReadFile(*file); err != nil {
+				return err
+			}
+		case given == 0:
+			if data, err = io.ReadAll(io.LimitReader(e.stdin, api.MaxBody+1)); err != nil {
+				return fmt.Errorf("reading data from stdin: %w", err)
+			}
+		}
+		v, err := e.m.ExtendPCR(e.ctx, i, data)
+		if err != nil {
 			return err
 		}
-	case given == 0:
-		if data, err = io.ReadAll(io.LimitReader(e.stdin, api.MaxBody+1)); err != nil {
-			return fmt.Errorf("reading data from stdin: %w", err)
+		if e.json {
+			return e.printJSON(api.ExtendResponse{Index: i, Value: v})
 		}
-	}
-	v, err := e.m.ExtendPCR(e.ctx, i, data)
-	if err != nil {
-		return err
-	}
-	if e.json {
-		return e.printJSON(api.ExtendResponse{Index: i, Value: v})
-	}
-	fmt.Fprintf(e.stdout, "pcr%d: %x\n", i, v)
-	return nil
+		fmt.Fprintf(e.stdout, "pcr%d: %x\n", i, v)
+		return nil
+	}, nil
 }
 
 func isSet(fs *flag.FlagSet, name string) bool {
@@ -355,7 +343,7 @@ func isSet(fs *flag.FlagSet, name string) bool {
 	return set
 }
 
-func attest(e *env, args []string) error {
+func attest(args []string) (action, error) {
 	fs := flag.NewFlagSet("attest", flag.ContinueOnError)
 	nonce := fs.String("nonce", "", "nonce in hex")
 	ud := fs.String("user-data", "", "user data in hex")
@@ -365,85 +353,83 @@ func attest(e *env, args []string) error {
 	b64 := fs.Bool("base64", false, "print the document in base64")
 	pos, err := parseArgs(fs, args)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	if len(pos) != 0 {
-		return usagef("attest takes no positional arguments")
+		return nil, usagef("attest takes no positional arguments")
 	}
 	var req qtsm.AttestationRequest
 	if isSet(fs, "nonce") {
 		if req.Nonce, err = hex.DecodeString(*nonce); err != nil {
-			return usagef("--nonce: %v", err)
+			return nil, usagef("--nonce: %v", err)
 		}
 	}
 	if isSet(fs, "user-data") && isSet(fs, "user-data-file") {
-		return usagef("--user-data and --user-data-file are exclusive")
+		return nil, usagef("--user-data and --user-data-file are exclusive")
 	}
 	if isSet(fs, "user-data") {
 		if req.UserData, err = hex.DecodeString(*ud); err != nil {
-			return usagef("--user-data: %v", err)
+			return nil, usagef("--user-data: %v", err)
 		}
 	}
-	if e.dry() {
-		return errDryRun
-	}
-	if isSet(fs, "user-data-file") {
-		if req.UserData, err = os.ReadFile(*udFile); err != nil {
+	return func(e *env) error {
+		if isSet(fs, "user-data-file") {
+			if req.UserData, err = os.ReadFile(*udFile); err != nil {
+				return err
+			}
+		}
+		if isSet(fs, "public-key-file") {
+			if req.PublicKey, err = os.ReadFile(*pkFile); err != nil {
+				return err
+			}
+		}
+		doc, err := e.m.Attestation(e.ctx, req)
+		if err != nil {
 			return err
 		}
-	}
-	if isSet(fs, "public-key-file") {
-		if req.PublicKey, err = os.ReadFile(*pkFile); err != nil {
-			return err
+		if e.json {
+			return e.printJSON(api.AttestationResponse{Document: doc})
 		}
-	}
-	doc, err := e.m.Attestation(e.ctx, req)
-	if err != nil {
+		if *b64 {
+			doc = []byte(base64.StdEncoding.EncodeToString(doc) + "\n")
+		}
+		if *out != "" {
+			return os.WriteFile(*out, doc, 0o644)
+		}
+		_, err = e.stdout.Write(doc)
 		return err
-	}
-	if e.json {
-		return e.printJSON(api.AttestationResponse{Document: doc})
-	}
-	if *b64 {
-		doc = []byte(base64.StdEncoding.EncodeToString(doc) + "\n")
-	}
-	if *out != "" {
-		return os.WriteFile(*out, doc, 0o644)
-	}
-	_, err = e.stdout.Write(doc)
-	return err
+	}, nil
 }
 
-func random(e *env, args []string) error {
+func random(args []string) (action, error) {
 	fs := flag.NewFlagSet("random", flag.ContinueOnError)
 	raw := fs.Bool("raw", false, "print the bytes themselves")
 	pos, err := parseArgs(fs, args)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	n := 32
 	if len(pos) > 1 {
-		return usagef("random [N]")
+		return nil, usagef("random [N]")
 	}
 	if len(pos) == 1 {
 		if n, err = strconv.Atoi(pos[0]); err != nil || n < 1 || n > 1<<20 {
-			return usagef("random %q: want 1..%d", pos[0], 1<<20)
+			return nil, usagef("random %q: want 1..%d", pos[0], 1<<20)
 		}
 	}
-	if e.dry() {
-		return errDryRun
-	}
-	b := make([]byte, n)
-	if _, err := qtsm.ReadRandom(e.ctx, e.m, b); err != nil {
+	return func(e *env) error {
+		b := make([]byte, n)
+		if _, err := qtsm.ReadRandom(e.ctx, e.m, b); err != nil {
+			return err
+		}
+		switch {
+		case e.json:
+			return e.printJSON(api.RandomResponse{Random: b})
+		case *raw:
+			_, err = e.stdout.Write(b)
+			return err
+		}
+		_, err = fmt.Fprintf(e.stdout, "%x\n", b)
 		return err
-	}
-	switch {
-	case e.json:
-		return e.printJSON(api.RandomResponse{Random: b})
-	case *raw:
-		_, err = e.stdout.Write(b)
-		return err
-	}
-	_, err = fmt.Fprintf(e.stdout, "%x\n", b)
-	return err
+	}, nil
 }
