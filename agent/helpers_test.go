@@ -28,7 +28,7 @@ type testAgent struct {
 
 // startAgent serves module (a Transport wrapped in a Session, or a Module)
 // on a socket in dir (t.TempDir() if empty).
-func startAgent(t testing.TB, module qtsm.Module, dir string, mod func(*agent.Config)) *testAgent {
+func startAgent(t testing.TB, module *qtsm.Session, dir string, mod func(*agent.Config)) *testAgent {
 	t.Helper()
 	if dir == "" {
 		dir = t.TempDir()

@@ -28,9 +28,9 @@ const (
 
 // Config configures a Server.
 type Config struct {
-	// Module is the secure module: a *qtsm.Session over the device or the
+	// Module is the secure module: a session over the device or the
 	// simulator. The server owns it and closes it on Shutdown.
-	Module qtsm.Module
+	Module *qtsm.Session
 	// Device and Vendor describe the module in /v1/health and logs.
 	Device string
 	Vendor qtsm.Vendor
@@ -160,6 +160,33 @@ func (s *Server) do(r *http.Request, fn func(ctx context.Context) (any, error)) 
 	ctx, cancel := context.WithTimeout(r.Context(), s.cfg.Timeout)
 	defer cancel()
 	return s.q.do(ctx, PeerFrom(ctx).PID, func(ctx context.Context) (any, error) { return s.runDevice(ctx, fn) })
+}
+
+// call is do with fn's own result type: the one place the device's answer
+// is taken out of the queue's any.
+func call[T any](s *Server, r *http.Request, fn func(ctx context.Context) (T, error)) (T, error) {
+	v, err := s.do(r, func(ctx context.Context) (any, error) { return fn(ctx) })
+	if err != nil {
+		var zero T
+		return zero, err
+	}
+	return v.(T), nil
+}
+
+// exchange checks and encodes req once, before it queues (a bad request
+// never waits for the device), then sends it and returns the answer of its
+// own type.
+func exchange[T qtsm.Response](s *Server, r *http.Request, req qtsm.Request) (T, error) {
+	p, err := qtsm.Prepare(req, maxDeviceRequest)
+	if err != nil {
+		var zero T
+		return zero, err
+	}
+	return call(s, r, func(ctx context.Context) (T, error) {
+		resp, err := s.cfg.Module.Send(ctx, p)
+		t, _ := resp.(T) // Send answers req's own variant or an error
+		return t, err
+	})
 }
 
 type connKey struct{}

@@ -123,9 +123,21 @@ func (s *Session) roundTrip(ctx context.Context, req []byte) ([]byte, error) {
 	}
 }
 
-// Call sends any request and returns the module's answer. An error answer
-// is returned as *Error; an answer of the wrong variant is ErrInvalidResponse.
-func (s *Session) Call(ctx context.Context, req Request) (Response, error) {
+// Prepared is a request checked (Validate) and encoded once, ready for
+// Session.Send: a server that refuses bad requests before they queue does
+// not check or encode them again on their way to the device.
+type Prepared struct {
+	Request Request
+	b       []byte
+}
+
+// Size is the encoded request's length.
+func (p *Prepared) Size() int { return len(p.b) }
+
+// Prepare validates req and encodes it; an encoding over maxSize bytes
+// (0: no limit) is refused with the InputTooLarge error the device would
+// give.
+func Prepare(req Request, maxSize int) (*Prepared, error) {
 	if err := Validate(req); err != nil {
 		return nil, err
 	}
@@ -133,7 +145,26 @@ func (s *Session) Call(ctx context.Context, req Request) (Response, error) {
 	if err != nil {
 		return nil, err
 	}
-	out, err := s.roundTrip(ctx, b)
+	if maxSize > 0 && len(b) > maxSize {
+		return nil, codeError(CodeInputTooLarge, req.Op(), "encoded request is %d bytes, device limit %d", len(b), maxSize)
+	}
+	return &Prepared{Request: req, b: b}, nil
+}
+
+// Call sends any request and returns the module's answer. An error answer
+// is returned as *Error; an answer of the wrong variant is ErrInvalidResponse.
+func (s *Session) Call(ctx context.Context, req Request) (Response, error) {
+	p, err := Prepare(req, 0)
+	if err != nil {
+		return nil, err
+	}
+	return s.Send(ctx, p)
+}
+
+// Send is Call for a request already prepared.
+func (s *Session) Send(ctx context.Context, p *Prepared) (Response, error) {
+	req := p.Request
+	out, err := s.roundTrip(ctx, p.b)
 	if err != nil {
 		return nil, fmt.Errorf("qtsm: %s: %w", req.Op(), err)
 	}
