@@ -279,7 +279,7 @@ func ownTime(r bootResult) (float64, bool) {
 }
 
 // ownTimeBudget is init's own time to the workload's exec, waits excluded,
-// that the boot must stay under (issue 4).
+// that the boot must stay under.
 const ownTimeBudget = 30.0 // ms
 
 // TestIntegrationBootTime boots the demo with TCG's instruction counting

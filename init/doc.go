@@ -43,22 +43,25 @@
 //     /nsm.ko.xz, /nsm.ko.zst, /nsm.ko.gz (and the same for qtsm) is loaded
 //     with finit_module (compressed ones with MODULE_INIT_COMPRESSED_FILE);
 //     none = built in or absent; EEXIST = loaded. Then /dev/qtsm or
-//     /dev/nsm: after a module load init waits up to 2 s for it; otherwise
-//     it checks once. Steps 2 and 3 run on a second goroutine, from just
+//     /dev/nsm: after a module load init waits for it (Options.DeviceWait);
+//     otherwise
+//     it checks once. The device table (paths, buffer sizes) is
+//     qtsm/device's, shared with package qtsm. Steps 2 and 3 run on a second goroutine, from just
 //     after devtmpfs, while the main one reads /proc/cmdline and the
 //     launch configuration (step 5's reading; its line and its verdict
 //     still come after the heartbeat); their lines are written when the
 //     sequence joins them, before the heartbeat, so the console keeps this
 //     order.
-//  3. Entropy: 64 bytes from the module's GetRandom (retried with back-off)
+//  3. Entropy: 64 bytes from the module's GetRandom (retried by
+//     device.GetRandomRetry, the policy qtsm.Session uses too)
 //     go into the kernel pool with RNDADDENTROPY crediting 512 bits; then
-//     getrandom(GRND_NONBLOCK) must succeed, else init waits up to 5 s with
-//     a blocking getrandom. Policy: without a device, or if the CRNG stays
+//     getrandom(GRND_NONBLOCK) must succeed, else init waits with a blocking
+//     getrandom (Options.CRNGWait). Policy: without a device, or if the CRNG stays
 //     unready, the step fails loudly and the boot continues (the kernel may
 //     have other entropy; the workload may not need it).
-//  4. Heartbeat: vsock CID 3 port 9000, 0xB7 out, 0xB7 back; up to 6
-//     attempts with back-off 100 ms doubling to 1 s, 5 s per attempt; an
-//     optional hook then runs on the connection (Qingtian time sync). If it
+//  4. Heartbeat: vsock CID 3 port 9000, 0xB7 out, 0xB7 back (the numbers
+//     are proto/vsockports'), retried by heartbeat.DefaultPolicy (one place
+//     to change it: attempts, back-off, time per attempt); an optional hook then runs on the connection (Qingtian time sync). If it
 //     never succeeds the boot ends with reason "heartbeat".
 //     Then the log stream ("log-stream" step), when the kernel command
 //     line names its port (qtenclave.log_port=N; qtenclave run sets it):
@@ -92,10 +95,10 @@
 //     "--socket /run/qtsm.sock --listen-fd 3 --device <dev> [--group <gid>] --ready-fd 4"
 //     (--group when the workload's group is not 0: it may extend and lock
 //     PCRs), its output prefixed "qtsm-agent: ", restarted with back-off
-//     100 ms doubling to 10 s when it dies. init does not wait for it: a
+//     (supervise.DefaultBackoff) when it dies. init does not wait for it: a
 //     connection made before the agent is ready waits in the socket's
 //     backlog until the agent accepts it. The "agent-ready" step line is
-//     written whenever the agent reports ready (within 2 s, else a failure
+//     written whenever the agent reports ready (within Options.AgentWait, else a failure
 //     line; it stays supervised either way). Meanwhile init waits for lo
 //     (127.0.0.1/8, ::1; brought up concurrently since step 1, its step
 //     line appears here), sets the hostname (manifest, default "enclave"),
@@ -111,18 +114,19 @@
 //     waits for every child and orphan. Its stdout and stderr: pipes into
 //     the log stream when it is connected, else the console.
 //  9. When the workload exits: the rest of its output is read (until every
-//     process holding its pipes has closed them, 2 s bound), the agent gets
-//     SIGTERM (SIGKILL after 2 s), sync, the status line, the end of the log
-//     stream (half-close; the parent closes its side once it has read every
-//     line, which init waits for, 2 s bound), the status to the parent over vsock (CID 3,
-//     port 9001: one line; the parent acknowledges it by closing the
-//     connection, which init waits for, 2 s bound, so the reboot cannot
+//     process holding its pipes has closed them, Options.LogDrain), the agent
+//     gets SIGTERM (SIGKILL after Options.AgentStop), sync, the status line,
+//     the end of the log stream (half-close; the parent closes its side once
+//     it has read every line, which init waits for, Options.LogClose), the
+//     status to the parent over vsock (CID 3, port 9001: one line,
+//     proto/status; the parent acknowledges it by closing the connection,
+//     which init waits for, Options.ReportWait, so the reboot cannot
 //     overtake the line), then reboot(RB_AUTOBOOT). With QEMU's
 //     -no-reboot that ends the run. If the reboot fails init sleeps forever:
 //     PID 1 never exits. A panic anywhere in the sequence ends the same way
 //     with reason "internal".
 //
-// # Kernel command line (contract 9)
+// # Kernel command line (docs/protocol.md §5)
 //
 //	qtenclave.heartbeat=CID:PORT|off   default 3:9000
 //	qtenclave.status_port=N            default 9001, 0 = no report
@@ -179,7 +183,7 @@
 //
 // # Exit status
 //
-// The status line and the parent report (contract 7: "EXIT <code>\n" or
+// The status line and the parent report (proto/status: "EXIT <code>\n" or
 // "SIGNAL <n>\n") carry:
 //
 //	code  reason     when

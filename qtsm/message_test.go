@@ -8,7 +8,7 @@ import (
 	"testing"
 )
 
-// Known-answer encodings from SPEC §2 (the vendors' libraries' bytes).
+// Known-answer encodings from docs/protocol.md §2 (the vendors' libraries' bytes).
 var requestKATs = []struct {
 	name string
 	req  Request

@@ -7,7 +7,7 @@
 //	                init's stdio before devtmpfs is mounted)
 //	/init           our PID 1, 0755
 //	/qtsm-agent     the secure-module agent, 0755 (optional); init makes it
-//	                runnable after the switch root (contract 8, see init/doc.go)
+//	                runnable after the switch root (see init/doc.go, step 7)
 //	/nsm.ko         the secure-module driver, 0644 (optional); a compressed
 //	                module keeps its extension: /nsm.ko.xz, /nsm.ko.zst,
 //	                /nsm.ko.gz; a Qingtian driver file named qtsm.ko* keeps

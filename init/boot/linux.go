@@ -124,7 +124,7 @@ func (Linux) Loopback() (netlo.Result, error) { return netlo.Up() }
 func (Linux) Sync() { unix.Sync() }
 
 // Reboot implements Machine: reboot(RB_AUTOBOOT). With QEMU's -no-reboot
-// this ends the run (SPEC §4); in a PID namespace it ends the namespace.
+// this ends the run (docs/protocol.md §4); in a PID namespace it ends the namespace.
 func (Linux) Reboot() error { return unix.Reboot(unix.LINUX_REBOOT_CMD_RESTART) }
 
 // ReaperProcs is Procs over the reaper.

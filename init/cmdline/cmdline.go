@@ -20,7 +20,7 @@ import (
 	"strings"
 )
 
-// Defaults (contract 5 and 7).
+// Defaults: proto/vsockports (docs/protocol.md §5).
 const (
 	DefaultCID        = vsockports.ParentCID
 	DefaultPort       = vsockports.Heartbeat

@@ -24,7 +24,7 @@ type Transport interface {
 }
 
 // GetRandomRequest is the encoded GetRandom request: the CBOR text
-// "GetRandom" (SPEC §2 KAT 6947657452616e646f6d).
+// "GetRandom" (docs/protocol.md §2: 6947657452616e646f6d).
 var GetRandomRequest = []byte("\x69GetRandom")
 
 // Client is a GetRandom-only client of the secure module. init uses it

@@ -19,7 +19,7 @@ var _ Source = Client{}
 var _ Transport = qtsm.Transport(nil)
 
 func TestGetRandomRequestKAT(t *testing.T) {
-	want, _ := hex.DecodeString("6947657452616e646f6d") // SPEC §2
+	want, _ := hex.DecodeString("6947657452616e646f6d") // docs/protocol.md §2
 	if !bytes.Equal(GetRandomRequest, want) {
 		t.Errorf("GetRandomRequest = %x, want %x", GetRandomRequest, want)
 	}
@@ -44,7 +44,7 @@ func TestDecodeGetRandomAgainstQtsm(t *testing.T) {
 			t.Errorf("DecodeGetRandom(qtsm encoding of %d bytes) = %d bytes, %v", n, len(got), err)
 		}
 	}
-	// Error answers, including the SPEC's KAT.
+	// Error answers, including the known-answer encoding (docs/protocol.md §2).
 	kat, _ := hex.DecodeString("a1654572726f726c496e76616c6964496e646578")
 	for _, enc := range [][]byte{kat, mustEncode(t, qtsm.ErrorResponse{Name: "InternalError"})} {
 		_, err := DecodeGetRandom(enc)

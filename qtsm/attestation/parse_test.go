@@ -184,7 +184,7 @@ func TestParseFixtures(t *testing.T) {
 }
 
 // TestQingtianPCR4 checks the fixture's PCR4 is the instance UUID's
-// measurement (SPEC: PCR4 = extend(zero48, instance ID text)).
+// measurement (docs/protocol.md §2: PCR4 = extend(zero48, instance ID text)).
 func TestQingtianPCR4(t *testing.T) {
 	d, err := Parse(readFixture(t, "qingtian-attestation.cose"))
 	if err != nil {
@@ -376,7 +376,7 @@ func TestParseRejects(t *testing.T) {
 		{"non-text key", coseOf(es384, enc(func(w *cbor.Writer) { w.Head(cbor.MajorMap, 1); w.Head(cbor.MajorUint, 1); w.Head(cbor.MajorUint, 1) }), sig), ErrMalformed, "key"},
 		{"over 64 KiB", make([]byte, MaxDocument+1), ErrTooLarge, "document"},
 		// RFC 9052: a critical parameter the recipient does not process
-		// makes the message invalid (issue 14 item 9).
+		// makes the message invalid (docs/protocol.md §2).
 		{"crit unknown", coseOf([]byte{0xa2, 0x01, 0x38, 0x22, 0x02, 0x81, 0x03}, good, sig), ErrMalformed, "critical parameter 3"},
 		{"crit empty", coseOf([]byte{0xa2, 0x01, 0x38, 0x22, 0x02, 0x80}, good, sig), ErrMalformed, "crit"},
 	} {

@@ -17,7 +17,7 @@
 //     start, 16-31 unlocked (a preset PCR >= 16 stays unlocked).
 //     ExtendPCR sets SHA384(old || data) (pcr.Extend).
 //   - ExtendPCR or LockPCR of a locked PCR: ReadOnlyIndex (QEMU's answer;
-//     the SPEC only says "error" for extend). LockPCRs(n) locks [0, n) and
+//     the protocol facts only say "error" for extend). LockPCRs(n) locks [0, n) and
 //     accepts already locked PCRs.
 //   - Index >= 32 or LockPCRs range > 32: InvalidIndex.
 //   - user_data or nonce > 512 bytes, public_key > 1024, or a request over

@@ -33,7 +33,7 @@ import (
 // MaxSize is the budget for the stripped init binary.
 const MaxSize = 3 << 20
 
-// buildFlags are the Makefile's (contract 4).
+// buildFlags are the Makefile's (static, reproducible: README).
 var buildFlags = []string{"build", "-trimpath", "-buildvcs=false", "-ldflags=-s -w -buildid="}
 
 func goTool(t *testing.T) string {
