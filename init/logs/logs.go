@@ -275,15 +275,8 @@ func (s *Stream) Close(timeout time.Duration) error {
 	if err := hc.CloseWrite(); err != nil {
 		return fmt.Errorf("log stream: half-close: %w", err)
 	}
-	var b [64]byte
-	for {
-		_, err := c.Read(b[:])
-		switch {
-		case err == nil:
-			continue
-		case errors.Is(err, io.EOF):
-			return nil
-		}
+	if err := vsock.AwaitClose(c); err != nil {
 		return fmt.Errorf("log stream: the parent did not acknowledge the end: %w", err)
 	}
+	return nil
 }

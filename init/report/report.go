@@ -6,7 +6,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"time"
 
 	"github.com/qtenclave/enclave/init/vsock"
@@ -43,15 +42,8 @@ func Report(ctx context.Context, d vsock.Dialer, cid, port uint32, s status.Stat
 		return fmt.Errorf("report status to %d:%d: %w", cid, port, err)
 	}
 	// The parent sends nothing; anything it does is ignored until EOF.
-	var buf [64]byte
-	for {
-		_, err := c.Read(buf[:])
-		switch {
-		case err == nil:
-			continue
-		case errors.Is(err, io.EOF):
-			return nil
-		}
+	if err := vsock.AwaitClose(c); err != nil {
 		return fmt.Errorf("report status to %d:%d: %w (%v)", cid, port, ErrNotAcknowledged, err)
 	}
+	return nil
 }

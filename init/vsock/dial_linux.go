@@ -30,15 +30,16 @@ func (Kernel) Dial(ctx context.Context, cid, port uint32) (Conn, error) {
 		unix.Close(fd)
 		return nil, fmt.Errorf("vsock connect %d:%d: %w", cid, port, err)
 	}
-	return fileConn{os.NewFile(uintptr(fd), fmt.Sprintf("vsock:%d:%d", cid, port))}, nil
+	return FileConn{os.NewFile(uintptr(fd), fmt.Sprintf("vsock:%d:%d", cid, port))}, nil
 }
 
-// fileConn is a connected AF_VSOCK socket.
-type fileConn struct{ *os.File }
+// FileConn is a connected stream socket (AF_VSOCK here; a socketpair in
+// tests) as a Conn with CloseWrite.
+type FileConn struct{ *os.File }
 
 // CloseWrite shuts the sending half down: the peer reads EOF, and can
 // still answer.
-func (c fileConn) CloseWrite() error {
+func (c FileConn) CloseWrite() error {
 	rc, err := c.SyscallConn()
 	if err != nil {
 		return err

@@ -5,9 +5,11 @@ package vsock
 
 import (
 	"context"
-	"github.com/qtenclave/enclave/proto/vsockports"
+	"errors"
 	"io"
 	"time"
+
+	"github.com/qtenclave/enclave/proto/vsockports"
 )
 
 // Well-known context IDs.
@@ -35,4 +37,21 @@ type DialerFunc func(ctx context.Context, cid, port uint32) (Conn, error)
 // Dial calls f.
 func (f DialerFunc) Dial(ctx context.Context, cid, port uint32) (Conn, error) {
 	return f(ctx, cid, port)
+}
+
+// AwaitClose reads and drops whatever c receives until the peer closes its
+// side (nil) or reading fails (the error): how init waits for the parent's
+// acknowledgement of a status or of the end of the log stream.
+func AwaitClose(c Conn) error {
+	var b [64]byte
+	for {
+		_, err := c.Read(b[:])
+		switch {
+		case err == nil:
+			continue
+		case errors.Is(err, io.EOF):
+			return nil
+		}
+		return err
+	}
 }

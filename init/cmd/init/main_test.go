@@ -390,21 +390,7 @@ func socketParent(cid, port uint32) (vsock.Conn, error) {
 		line, _ := bufio.NewReader(theirs).ReadString('\n')
 		fmt.Printf("PARENT-GOT %d:%d %q\n", cid, port, line)
 	}()
-	return halfCloser{mine}, nil
-}
-
-// halfCloser is a socketpair end with CloseWrite, as init's vsock
-// connections have.
-type halfCloser struct{ *os.File }
-
-func (h halfCloser) CloseWrite() error {
-	rc, err := h.SyscallConn()
-	if err != nil {
-		return err
-	}
-	var serr error
-	rc.Control(func(fd uintptr) { serr = unix.Shutdown(int(fd), unix.SHUT_WR) })
-	return serr
+	return vsock.FileConn{File: mine}, nil
 }
 
 // TestIntegrationBoot runs the real init sequence as PID 1 in new PID,
