@@ -212,15 +212,28 @@ func oneLine(s string) string { return strings.Join(strings.Fields(s), " ") }
 // encoding. A COSE_Sign1 starts with 0x84 (or 0xd2 with tag 18), which no
 // base64 or hex text does.
 func readDocument(name string, stdin io.Reader) ([]byte, error) {
-	var b []byte
-	var err error
-	if name == "-" {
-		b, err = io.ReadAll(io.LimitReader(stdin, 4*attestation.MaxDocument))
-	} else {
-		b, err = os.ReadFile(name)
+	// A document is at most attestation.MaxDocument bytes; hex, base64 and
+	// the whitespace around them fit in four times that. Nothing larger is
+	// read into memory, from a file or from stdin.
+	const limit = 4 * attestation.MaxDocument
+	r := stdin
+	if name != "-" {
+		f, err := os.Open(name)
+		if err != nil {
+			return nil, err
+		}
+		defer f.Close()
+		if st, err := f.Stat(); err == nil && st.Mode().IsRegular() && st.Size() > limit {
+			return nil, fmt.Errorf("%s: %d bytes, more than an attestation document can be (%d)", name, st.Size(), limit)
+		}
+		r = f
 	}
+	b, err := io.ReadAll(io.LimitReader(r, limit+1))
 	if err != nil {
 		return nil, err
+	}
+	if len(b) > limit {
+		return nil, fmt.Errorf("%s: more than %d bytes, more than an attestation document can be", name, limit)
 	}
 	if len(b) > 0 && (b[0] == 0x84 || b[0] == 0xd2) {
 		return b, nil

@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"encoding/pem"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -252,3 +253,30 @@ func TestVerifySimulator(t *testing.T) {
 		t.Errorf("unsigned document with --allow-unsigned = exit %d (%q), want ok and unsigned in the JSON", code, errOut)
 	}
 }
+
+// TestVerifyHugeInput: a file or stdin larger than any document is refused
+// before it is read into memory (issue 14, item 7: a 3 GB file took 11 GB).
+func TestVerifyHugeInput(t *testing.T) {
+	big := filepath.Join(t.TempDir(), "huge.cose")
+	f, err := os.Create(big)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Truncate(3 << 30); err != nil { // sparse: 3 GiB that take no disk
+		t.Fatal(err)
+	}
+	f.Close()
+	var out, errb bytes.Buffer
+	if code := run([]string{"verify", big}, nil, &out, &errb); code != exitFailed || !strings.Contains(errb.String(), "more than an attestation document can be") {
+		t.Errorf("verify 3 GiB file = %d, %q; want %d and a size error", code, errb.String(), exitFailed)
+	}
+	errb.Reset()
+	stdin := io.LimitReader(zeroReader{}, 1<<30)
+	if code := run([]string{"verify", "-"}, stdin, &out, &errb); code != exitFailed || !strings.Contains(errb.String(), "more than") {
+		t.Errorf("verify - (1 GiB on stdin) = %d, %q; want %d and a size error", code, errb.String(), exitFailed)
+	}
+}
+
+type zeroReader struct{}
+
+func (zeroReader) Read(p []byte) (int, error) { clear(p); return len(p), nil }
