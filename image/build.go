@@ -12,6 +12,7 @@ import (
 
 	"github.com/qtenclave/enclave/image/bootstrap"
 	"github.com/qtenclave/enclave/image/eif"
+	"github.com/qtenclave/enclave/internal/interrupt"
 	"github.com/qtenclave/enclave/proto/launch"
 	"github.com/qtenclave/enclave/rootfs"
 	"github.com/qtenclave/enclave/rootfs/cpio"
@@ -93,6 +94,11 @@ func (s *Spec) logf(format string, args ...any) {
 // measurements. Inputs are checked before anything is written; on error,
 // what was written to out is incomplete and must be discarded.
 func Build(ctx context.Context, out io.WriterAt, s Spec) (*eif.Measurements, error) {
+	m, err := build(ctx, out, s)
+	return m, interrupt.Cause(ctx, err)
+}
+
+func build(ctx context.Context, out io.WriterAt, s Spec) (*eif.Measurements, error) {
 	if s.Init == "" {
 		return nil, errors.New("build: no init binary")
 	}

@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 
 	"github.com/qtenclave/enclave/internal/atomicfile"
+	"github.com/qtenclave/enclave/internal/interrupt"
 	"github.com/qtenclave/enclave/proto/launch"
 	"github.com/qtenclave/enclave/rootfs/cpio"
 	"github.com/qtenclave/enclave/rootfs/flatten"
@@ -47,6 +48,13 @@ func WriteRamdisk(ctx context.Context, w io.Writer, img *Image, opts Options) (*
 // WriteRamdiskManifest is WriteRamdisk with the launch manifest the caller
 // already made with Manifest (from the same img and opts).
 func WriteRamdiskManifest(ctx context.Context, w io.Writer, img *Image, m *launch.Manifest, opts Options) (*Stats, error) {
+	st, err := writeRamdisk(ctx, w, img, m, opts)
+	// Work cut short by ctx says why it stopped (interrupted by SIGTERM),
+	// not which read noticed.
+	return st, interrupt.Cause(ctx, err)
+}
+
+func writeRamdisk(ctx context.Context, w io.Writer, img *Image, m *launch.Manifest, opts Options) (*Stats, error) {
 	manifestJSON, err := m.Marshal()
 	if err != nil {
 		return nil, err

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"os/signal"
 	"path/filepath"
 	"strings"
 
@@ -13,6 +12,7 @@ import (
 	"github.com/qtenclave/enclave/image/eif"
 	"github.com/qtenclave/enclave/internal/atomicfile"
 	"github.com/qtenclave/enclave/internal/cliflag"
+	"github.com/qtenclave/enclave/internal/interrupt"
 	"github.com/qtenclave/enclave/proto/launch"
 	"github.com/qtenclave/enclave/rootfs"
 )
@@ -142,7 +142,7 @@ func runBuild(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	if c.verbose {
 		spec.Logf = func(format string, args ...any) { fmt.Fprintf(stderr, format+"\n", args...) }
 	}
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
+	ctx, stop := interrupt.Context(context.Background())
 	defer stop()
 	m, err := build(ctx, &c, spec, stderr)
 	if err != nil {

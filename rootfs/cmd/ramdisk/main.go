@@ -13,9 +13,9 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"os/signal"
 
 	"github.com/qtenclave/enclave/internal/cliflag"
+	"github.com/qtenclave/enclave/internal/interrupt"
 	"github.com/qtenclave/enclave/rootfs"
 	"github.com/qtenclave/enclave/rootfs/cpio"
 )
@@ -70,7 +70,7 @@ func run(args []string, _ io.Reader, stdout, stderr io.Writer) int {
 	if *verbose {
 		opts.Logf = func(format string, args ...any) { fmt.Fprintf(stderr, format+"\n", args...) }
 	}
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
+	ctx, stop := interrupt.Context(context.Background())
 	defer stop()
 
 	img, err := rootfs.Open(fs.Arg(0), opts)
