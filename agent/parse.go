@@ -9,6 +9,8 @@ import (
 	"io"
 	"mime"
 	"net/http"
+	"net/url"
+	"reflect"
 	"strconv"
 	"strings"
 
@@ -50,6 +52,9 @@ func decodeJSON(r *http.Request, v any, empty bool) error {
 			return nil
 		}
 		return badRequest("empty body, want a JSON object")
+	}
+	if err := checkKeys(b, v); err != nil {
+		return err
 	}
 	d := json.NewDecoder(bytes.NewReader(b))
 	d.DisallowUnknownFields()
@@ -116,13 +121,11 @@ func parseIndexList(q []string) ([]int, error) {
 	return out, nil
 }
 
-// attestationQuery parses GET /v1/attestation?nonce=HEX&user_data=HEX&public_key=HEX.
+// attestationQuery parses GET /v1/attestation?nonce=HEX&user_data=HEX&public_key=HEX
+// (checkQuery has refused anything else).
 func attestationQuery(r *http.Request) (qtsm.AttestationRequest, error) {
 	var req qtsm.AttestationRequest
 	for k, vs := range r.URL.Query() {
-		if len(vs) != 1 {
-			return req, badRequest("query parameter %q given %d times", k, len(vs))
-		}
 		b, err := hex.DecodeString(vs[0])
 		if err != nil {
 			return req, badRequest("query parameter %q: %v", k, err)
@@ -139,4 +142,75 @@ func attestationQuery(r *http.Request) (qtsm.AttestationRequest, error) {
 		}
 	}
 	return req, nil
+}
+
+// checkQuery parses the query strictly: a malformed one (a bad escape, a
+// ";" separator), a parameter the route does not take, or one given twice
+// that may not be, is 400. (url.URL.Query drops what it cannot parse, so a
+// client that thinks it asked for freshness would silently get none.)
+// Handlers may then read r.URL.Query().
+func checkQuery(r *http.Request, allowed params) error {
+	if r.URL.RawQuery == "" {
+		return nil
+	}
+	q, err := url.ParseQuery(r.URL.RawQuery)
+	if err != nil {
+		return badRequest("malformed query: %v", err)
+	}
+	for k, vs := range q {
+		repeatable, ok := allowed[k]
+		if !ok {
+			return badRequest("unknown query parameter %q", k)
+		}
+		if len(vs) > 1 && !repeatable {
+			return badRequest("query parameter %q given %d times", k, len(vs))
+		}
+	}
+	return nil
+}
+
+// checkKeys refuses a JSON object body whose keys encoding/json would
+// forgive: a key given twice (json keeps the last) or in another case than
+// the field's name (json matches case-insensitively). v is the struct the
+// body decodes into.
+func checkKeys(b []byte, v any) error {
+	names := map[string]bool{}
+	t := reflect.TypeOf(v)
+	for t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	if t.Kind() != reflect.Struct {
+		return nil
+	}
+	for i := range t.NumField() {
+		name, _, _ := strings.Cut(t.Field(i).Tag.Get("json"), ",")
+		if name == "" {
+			name = t.Field(i).Name
+		}
+		names[name] = true
+	}
+	d := json.NewDecoder(bytes.NewReader(b))
+	if tok, err := d.Token(); err != nil || tok != json.Delim('{') {
+		return nil // not an object: the decoder says what is wrong
+	}
+	seen := map[string]bool{}
+	for d.More() {
+		tok, err := d.Token()
+		if err != nil {
+			return nil
+		}
+		k, _ := tok.(string)
+		if !names[k] {
+			return badRequest("JSON body: unknown field %q", k)
+		}
+		if seen[k] {
+			return badRequest("JSON body: field %q given twice", k)
+		}
+		seen[k] = true
+		var skip json.RawMessage
+		if err := d.Decode(&skip); err != nil {
+			return nil
+		}
+	}
+	return nil
 }

@@ -26,15 +26,17 @@ func (s *Server) routes() http.Handler {
 	m.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, &reqError{http.StatusNotFound, api.ErrNotFound, "", "no such endpoint " + strconv.Quote(r.URL.Path)})
 	})
-	m.Handle(api.PathHealth, s.method(http.MethodGet, false, s.health))
-	m.Handle(api.PathDescribe, s.method(http.MethodGet, false, s.describe))
-	m.Handle(api.PathPCRs, s.method(http.MethodGet, false, s.readPCRs))
-	m.Handle(api.PathPCR, s.method(http.MethodGet, false, s.readPCR))
-	m.Handle(api.PathExtend, s.method(http.MethodPost, true, s.extend))
-	m.Handle(api.PathLock, s.method(http.MethodPost, true, s.lock))
-	m.Handle(api.PathLockRange, s.method(http.MethodPost, true, s.lockRange))
-	m.Handle(api.PathAttestation, s.methods([]string{http.MethodGet, http.MethodPost}, false, s.attestation))
-	m.Handle(api.PathRandom, s.method(http.MethodGet, false, s.random))
+	get, post := []string{http.MethodGet}, []string{http.MethodPost}
+	m.Handle(api.PathHealth, s.route(get, false, nil, s.health))
+	m.Handle(api.PathDescribe, s.route(get, false, nil, s.describe))
+	m.Handle(api.PathPCRs, s.route(get, false, params{"index": true}, s.readPCRs))
+	m.Handle(api.PathPCR, s.route(get, false, nil, s.readPCR))
+	m.Handle(api.PathExtend, s.route(post, true, nil, s.extend))
+	m.Handle(api.PathLock, s.route(post, true, nil, s.lock))
+	m.Handle(api.PathLockRange, s.route(post, true, nil, s.lockRange))
+	m.Handle(api.PathAttestation, s.route([]string{http.MethodGet, http.MethodPost}, false,
+		params{"nonce": false, "user_data": false, "public_key": false}, s.attestation))
+	m.Handle(api.PathRandom, s.route(get, false, params{"bytes": false}, s.random))
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		p := r.URL.Path
 		if p == "" || p[0] != '/' || path.Clean(p) != p || r.Method == http.MethodConnect {
@@ -47,12 +49,13 @@ func (s *Server) routes() http.Handler {
 
 type handlerFunc func(w http.ResponseWriter, r *http.Request) error
 
-func (s *Server) method(m string, modify bool, h handlerFunc) http.Handler {
-	return s.methods([]string{m}, modify, h)
-}
+// params are the query parameters a route takes, each true when it may be
+// repeated.
+type params map[string]bool
 
-// methods wraps h: method check, policy check, body limit, error answers.
-func (s *Server) methods(ms []string, modify bool, h handlerFunc) http.Handler {
+// route wraps h: method check, policy check, strict query, body limit,
+// error answers.
+func (s *Server) route(ms []string, modify bool, query params, h handlerFunc) http.Handler {
 	allow := strings.Join(ms, ", ")
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		ok := false
@@ -71,6 +74,16 @@ func (s *Server) methods(ms []string, modify bool, h handlerFunc) http.Handler {
 					fmt.Sprintf("%s may not extend or lock PCRs (needs uid 0 or a configured group)", p)})
 				return
 			}
+		}
+		if err := checkQuery(r, query); err != nil {
+			writeError(w, err)
+			return
+		}
+		if r.ContentLength > api.MaxBody {
+			// At once: a client that sent "Expect: 100-continue" is not
+			// asked for a body that will be refused anyway.
+			writeError(w, &http.MaxBytesError{Limit: api.MaxBody})
+			return
 		}
 		r.Body = http.MaxBytesReader(w, r.Body, api.MaxBody)
 		if err := h(w, r); err != nil {
