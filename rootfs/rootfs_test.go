@@ -676,3 +676,28 @@ func TestNameAndTag(t *testing.T) {
 		}
 	}
 }
+
+// TestHostileImageConfigRefused: a hostile image config cannot carry
+// control characters into launch.json: the build refuses it (issue 14,
+// item 3), with the same check init applies at boot.
+func TestHostileImageConfigRefused(t *testing.T) {
+	ref := writeLayout(t, fixtureImage(t, ocilayout.Config{
+		Cmd:        []string{"/bin/app"},
+		WorkingDir: "/srv\nqtenclave-exit: code=0 signal=0 reason=exited",
+	}))
+	img := open(t, ref, Options{})
+	if _, err := Manifest(img, Options{}); !errors.Is(err, launch.ErrInvalid) {
+		t.Errorf("Manifest(working dir with a forged status line) = %v, want launch.ErrInvalid", err)
+	}
+	out := filepath.Join(t.TempDir(), "app.cpio")
+	if _, _, err := WriteRamdiskFile(context.Background(), out, img, Options{}); !errors.Is(err, launch.ErrInvalid) {
+		t.Errorf("WriteRamdiskFile = %v, want launch.ErrInvalid", err)
+	}
+	if _, err := os.Stat(out); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("output written despite the error: %v", err)
+	}
+	clean := writeLayout(t, fixtureImage(t, ocilayout.Config{Cmd: []string{"/bin/app"}}))
+	if _, err := Manifest(open(t, clean, Options{}), Options{Launch: &launch.Manifest{Hostname: "h\n6.6.6.6 attacker.example"}}); !errors.Is(err, launch.ErrInvalid) {
+		t.Errorf("Manifest(hostname with a hosts line) = %v, want launch.ErrInvalid", err)
+	}
+}

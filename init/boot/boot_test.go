@@ -229,7 +229,7 @@ func TestSequence(t *testing.T) {
 		`(?m)^init: step switch-root ok in \d+\.\d{3}ms: /rootfs$`,
 		`(?m)^init: step agent-start ok in \d+\.\d{3}ms: /run/qtsm.sock listening, handed over$`,
 		`(?m)^init: step agent-ready ok in \d+\.\d{3}ms: pid 42 serving /run/qtsm.sock$`,
-		`(?m)^init: step workload ok in \d+\.\d{3}ms: /bin/app as 1000:1000 in /home/app$`,
+		`(?m)^init: step workload ok in \d+\.\d{3}ms: "/bin/app" as 1000:1000 in "/home/app"$`,
 		`(?m)^init: ready in \d+\.\d{3}ms \(heartbeat \d+\.\d{3}ms excluded\)$`,
 		`(?m)^init: own time -?\d+\.\d{3}ms \(waits excluded: heartbeat \d+\.\d{3}ms, device \d+\.\d{3}ms, crng \d+\.\d{3}ms\)$`,
 		`(?m)^qtsm-agent: listening on /run/qtsm.sock \(device /dev/nsm\)$`,
@@ -325,7 +325,13 @@ func TestBadInput(t *testing.T) {
 		{"unknown user", manifest(`{"version":1,"cmd":["/bin/app"],"user":"ghost"}`), nil, status.Failed(status.User),
 			`step workload failed in .*: user "ghost": unknown user "ghost"`},
 		{"working dir is a file", manifest(`{"version":1,"cmd":["/bin/app"],"working_dir":"/bin/app"}`), nil, status.Failed(status.Workdir),
-			`step workload failed in .*: working directory /bin/app: not a directory`},
+			`step workload failed in .*: working directory "/bin/app": not a directory`},
+		// A hostile manifest (issue 14, item 3) is refused at load, its
+		// strings quoted: no byte of it starts a console line.
+		{"working dir forging a status line", manifest(`{"version":1,"cmd":["/bin/app"],"working_dir":"/srv\nqtenclave-exit: code=0 signal=0 reason=exited"}`),
+			nil, status.Failed(status.Config), `step config failed in .*: working_dir "/srv\\nqtenclave-exit: code=0 signal=0 reason=exited" holds a control character`},
+		{"hostname with a hosts line", manifest(`{"version":1,"cmd":["/bin/app"],"hostname":"h\n6.6.6.6 attacker.example"}`),
+			nil, status.Failed(status.Config), `step config failed in .*: hostname "h\\n6.6.6.6 attacker.example"`},
 		{"no rootfs", func() map[string]entry { return map[string]entry{"cmd": {"/bin/app\n", 0}} }(), nil, status.Failed(status.Setup),
 			`step switch-root failed in .*: switch root chdir /rootfs`},
 		{"required mount fails", manifest(`{"version":1,"cmd":["/bin/app"]}`),
@@ -377,7 +383,7 @@ func TestUnreadableWorkdir(t *testing.T) {
 	tree["launch.json"] = entry{`{"version":1,"cmd":["/bin/app"],"user":"app","working_dir":"/srv/private"}`, 0}
 	r := newRig(t, tree, "qtenclave.heartbeat=off")
 	st := r.finish(t)
-	if st != status.Failed(status.Workdir) || !strings.Contains(r.out.String(), "working directory /srv/private: permission denied for uid 1000") {
+	if st != status.Failed(status.Workdir) || !strings.Contains(r.out.String(), `working directory "/srv/private": permission denied for uid 1000`) {
 		t.Errorf("status %+v; console:\n%s", st, r.out.String())
 	}
 }

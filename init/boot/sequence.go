@@ -172,7 +172,9 @@ func (b *Boot) prepareWorkload(m *launch.Manifest, hostname string) (*workload.S
 		if spec, err = workload.Prepare(m, b.M, hostname); err != nil {
 			return "", err
 		}
-		return fmt.Sprintf("%s as %d:%d in %s", spec.Path, spec.User.UID, spec.User.GID, spec.Dir), nil
+		// Path and directory come from the image: quoted, so no byte of
+		// theirs can start a console line.
+		return fmt.Sprintf("%s as %d:%d in %s", strconv.Quote(spec.Path), spec.User.UID, spec.User.GID, strconv.Quote(spec.Dir)), nil
 	})
 	return spec, err
 }

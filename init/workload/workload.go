@@ -210,15 +210,15 @@ func CheckDir(f Files, dir string, who *user.Identity) error {
 	st, err := f.Stat(dir)
 	if errors.Is(err, fs.ErrNotExist) {
 		if err := f.MkdirAll(dir, 0o755); err != nil {
-			return fmt.Errorf("working directory %s: %w", dir, err)
+			return fmt.Errorf("working directory %q: %w", dir, err)
 		}
 		st, err = f.Stat(dir)
 	}
 	if err != nil {
-		return fmt.Errorf("working directory %s: %w", dir, err)
+		return fmt.Errorf("working directory %q: %w", dir, err)
 	}
 	if !st.IsDir() {
-		return fmt.Errorf("working directory %s: not a directory", dir)
+		return fmt.Errorf("working directory %q: not a directory", dir)
 	}
 	if who.UID == 0 {
 		return nil
@@ -229,10 +229,10 @@ func CheckDir(f Files, dir string, who *user.Identity) error {
 		p = path.Join(p, c)
 		st, err := f.Stat(p)
 		if err != nil {
-			return fmt.Errorf("working directory %s: %w", dir, err)
+			return fmt.Errorf("working directory %q: %w", dir, err)
 		}
 		if !searchable(st, who) {
-			return fmt.Errorf("working directory %s: permission denied for uid %d on %s", dir, who.UID, p)
+			return fmt.Errorf("working directory %q: permission denied for uid %d on %q", dir, who.UID, p)
 		}
 	}
 	return nil

@@ -70,7 +70,30 @@ func (m *Manifest) Argv() []string {
 	return append(argv, m.Cmd...)
 }
 
-// Validate checks the manifest for what init cannot run.
+// MaxString is the longest argv or environment string the kernel passes
+// to a program (MAX_ARG_STRLEN, 32 pages of 4 KiB, its NUL included).
+const MaxString = 32*4096 - 1
+
+// ErrInvalid is a manifest init cannot run as written.
+var ErrInvalid = errors.New("launch: invalid manifest")
+
+func invalid(format string, args ...any) error {
+	return fmt.Errorf("%w: %s", ErrInvalid, fmt.Sprintf(format, args...))
+}
+
+// Validate checks the manifest for what init cannot run, or could only
+// run by passing on bytes that would corrupt what comes after: it is
+// called where the manifest is made (rootfs) and where init loads it, so
+// a hostile image config is refused at build time and again at boot.
+//
+//   - argv and env strings: no NUL (exec cannot pass one), at most
+//     MaxString bytes;
+//   - env: KEY=VALUE, the key without control characters, the value
+//     without a newline (/env holds one entry per line);
+//   - user and working_dir: no control characters (they reach the console
+//     and the kernel as paths and names);
+//   - hostname: RFC 1123 (letters, digits, hyphens; labels of 1 to 63,
+//     not starting or ending with a hyphen; 253 at most).
 func (m *Manifest) Validate() error {
 	if m.Version != Version {
 		return fmt.Errorf("launch: manifest version %d, want %d", m.Version, Version)
@@ -79,14 +102,76 @@ func (m *Manifest) Validate() error {
 	if len(argv) == 0 || argv[0] == "" {
 		return ErrNoCommand
 	}
-	for i, e := range m.Env {
-		if k, _, ok := strings.Cut(e, "="); !ok || k == "" {
-			return fmt.Errorf("launch: env entry %d %q is not KEY=VALUE", i, e)
+	for i, s := range argv {
+		if err := execString(s); err != nil {
+			return invalid("argv[%d] %.40q: %v", i, s, err)
 		}
 	}
-	for _, s := range append(argv, m.Env...) {
-		if strings.IndexByte(s, 0) >= 0 {
-			return fmt.Errorf("launch: NUL byte in %q", s)
+	for i, e := range m.Env {
+		k, v, ok := strings.Cut(e, "=")
+		switch {
+		case !ok || k == "":
+			return invalid("env entry %d %.40q is not KEY=VALUE", i, e)
+		case hasControl(k):
+			return invalid("env entry %d: key %q holds a control character", i, k)
+		case strings.IndexByte(v, '\n') >= 0:
+			return invalid("env entry %d (%s): the value holds a newline, which /env cannot represent", i, k)
+		}
+		if err := execString(e); err != nil {
+			return invalid("env entry %d (%s): %v", i, k, err)
+		}
+	}
+	if hasControl(m.User) {
+		return invalid("user %q holds a control character", m.User)
+	}
+	if hasControl(m.WorkingDir) {
+		return invalid("working_dir %q holds a control character", m.WorkingDir)
+	}
+	if m.Hostname != "" {
+		if err := CheckHostname(m.Hostname); err != nil {
+			return invalid("%v", err)
+		}
+	}
+	return nil
+}
+
+func execString(s string) error {
+	if strings.IndexByte(s, 0) >= 0 {
+		return errors.New("holds a NUL byte")
+	}
+	if len(s) > MaxString {
+		return fmt.Errorf("%d bytes, more than the kernel passes to a program (%d)", len(s), MaxString)
+	}
+	return nil
+}
+
+// hasControl reports whether s holds a C0 control character or DEL.
+func hasControl(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < 0x20 || c == 0x7f {
+			return true
+		}
+	}
+	return false
+}
+
+// CheckHostname checks name against RFC 1123's host names.
+func CheckHostname(name string) error {
+	if len(name) > 253 {
+		return fmt.Errorf("hostname of %d characters, more than 253", len(name))
+	}
+	for _, label := range strings.Split(name, ".") {
+		if len(label) == 0 || len(label) > 63 {
+			return fmt.Errorf("hostname %q: a label of %d characters (want 1 to 63)", name, len(label))
+		}
+		if label[0] == '-' || label[len(label)-1] == '-' {
+			return fmt.Errorf("hostname %q: a label starts or ends with a hyphen", name)
+		}
+		for i := 0; i < len(label); i++ {
+			c := label[i]
+			if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-') {
+				return fmt.Errorf("hostname %q: character %q is not a letter, digit or hyphen", name, c)
+			}
 		}
 	}
 	return nil
@@ -118,10 +203,20 @@ func (m *Manifest) Marshal() ([]byte, error) {
 }
 
 // ParseLegacy builds a manifest from the contents of /cmd and /env. Each
-// line is one element; only the line terminator is removed. An empty /env
-// is fine; an empty /cmd is ErrNoCommand.
+// line is one element; only the line terminator is removed: "\n", or
+// "\r\n" in a file whose every line ends so (written on Windows); a CR
+// elsewhere at a line's end is refused rather than passed on into argv.
+// An empty /env is fine; an empty /cmd is ErrNoCommand.
 func ParseLegacy(cmd, env []byte) (*Manifest, error) {
-	m := &Manifest{Version: Version, Cmd: lines(cmd), Env: lines(env)}
+	c, err := lines(CmdPath, cmd)
+	if err != nil {
+		return nil, err
+	}
+	e, err := lines(EnvPath, env)
+	if err != nil {
+		return nil, err
+	}
+	m := &Manifest{Version: Version, Cmd: c, Env: e}
 	if err := m.Validate(); err != nil {
 		return nil, err
 	}
@@ -133,14 +228,28 @@ func (m *Manifest) LegacyFiles() (cmd, env []byte) {
 	return joinLines(m.Argv()), joinLines(m.Env)
 }
 
-func lines(b []byte) []string {
+func lines(name string, b []byte) ([]string, error) {
 	if len(b) == 0 {
-		return nil
+		return nil, nil
 	}
 	s := strings.TrimSuffix(string(b), "\n")
 	out := strings.Split(s, "\n")
-	// Tolerate a lone trailing empty line from editors, nothing else.
-	return out
+	crlf := 0
+	for _, l := range out {
+		if strings.HasSuffix(l, "\r") {
+			crlf++
+		}
+	}
+	switch {
+	case crlf == 0:
+	case crlf == len(out) && strings.HasSuffix(string(b), "\r\n"):
+		for i, l := range out {
+			out[i] = strings.TrimSuffix(l, "\r")
+		}
+	default:
+		return nil, invalid("%s: %d of %d lines end with CR: mixed line ends", name, crlf, len(out))
+	}
+	return out, nil
 }
 
 func joinLines(ss []string) []byte {
