@@ -92,14 +92,14 @@ func printDiff(w io.Writer, d *image.Comparison, nameA, nameB string, maxChanges
 			fmt.Fprintf(&b, ": %d -> %d bytes", s.A.Size, s.B.Size)
 		}
 		if s.Note != "" {
-			fmt.Fprintf(&b, "; %s", s.Note)
+			fmt.Fprintf(&b, "; %s", printable(s.Note))
 		}
 		b.WriteByte('\n')
 		for _, f := range s.Fields {
 			if s.Name == "cmdline" {
 				fmt.Fprintf(&b, "  %s: %q -> %q\n", f.Field, f.A, f.B)
 			} else { // JSON values or text
-				fmt.Fprintf(&b, "  %s: %s -> %s\n", f.Field, f.A, f.B)
+				fmt.Fprintf(&b, "  %s: %s -> %s\n", f.Field, printable(f.A), printable(f.B))
 			}
 		}
 		for i, c := range s.Changes {
@@ -107,13 +107,13 @@ func printDiff(w io.Writer, d *image.Comparison, nameA, nameB string, maxChanges
 				fmt.Fprintf(&b, "  ... and %d more (--max 0 or --json for all)\n", len(s.Changes)-i)
 				break
 			}
-			fmt.Fprintf(&b, "  %-7s %s", c.Kind, c.Path)
+			fmt.Fprintf(&b, "  %-7s %s", c.Kind, printable(c.Path))
 			for j, f := range c.Fields {
 				sep := ": "
 				if j > 0 {
 					sep = ", "
 				}
-				fmt.Fprintf(&b, "%s%s %s -> %s", sep, f.Field, short(f.A), short(f.B))
+				fmt.Fprintf(&b, "%s%s %s -> %s", sep, f.Field, printable(short(f.A)), printable(short(f.B)))
 			}
 			b.WriteByte('\n')
 		}

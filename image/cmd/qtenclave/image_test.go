@@ -605,3 +605,39 @@ func TestBuildAArch64(t *testing.T) {
 		t.Errorf("bootstrap ramdisk = %s, want no agent and no module", got)
 	}
 }
+
+// TestDiffQuotesUntrustedNames: names and values from the images cannot
+// forge lines of the diff or reach the terminal as control sequences
+// (issue 14, item 6).
+func TestDiffQuotesUntrustedNames(t *testing.T) {
+	d := &image.Comparison{
+		MeasurementsEqual: false,
+		Sections: []image.SectionDiff{{
+			Name: "ramdisk-1", Measured: "PCR0, PCR2",
+			A: &image.SectionSum{Size: 1}, B: &image.SectionSum{Size: 2},
+			Changes: []ramdisk.Change{
+				{Kind: "added", Path: "rootfs/x\nmeasurements: equal"},
+				{Kind: "changed", Path: "rootfs/\x1b[2Jclear", Fields: []ramdisk.FieldChange{{Field: "link", A: "a\nb", B: "ok"}}},
+				{Kind: "removed", Path: "rootfs/plain name"},
+			},
+		}},
+	}
+	var out bytes.Buffer
+	if err := printDiff(&out, d, "a.eif", "b.eif", 0); err != nil {
+		t.Fatal(err)
+	}
+	s := out.String()
+	for _, l := range strings.Split(s, "\n") {
+		if l == "measurements: equal" {
+			t.Errorf("a ramdisk name forged the line %q:\n%s", l, s)
+		}
+	}
+	if strings.ContainsRune(s, 0x1b) {
+		t.Errorf("an escape character reached the output:\n%q", s)
+	}
+	for _, want := range []string{`"rootfs/x\nmeasurements: equal"`, `"rootfs/\x1b[2Jclear"`, `link "a\nb" -> ok`, "removed rootfs/plain name"} {
+		if !strings.Contains(s, want) {
+			t.Errorf("diff output lacks %s:\n%s", want, s)
+		}
+	}
+}

@@ -200,7 +200,7 @@ func runVerify(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		return exitFailed
 	}
 	if verr != nil {
-		fmt.Fprintf(stderr, "qtenclave verify: %s: invalid: %s\n", pos[0], oneLine(verr.Error()))
+		fmt.Fprintf(stderr, "qtenclave verify: %s: invalid: %s\n", pos[0], printable(oneLine(verr.Error())))
 		return exitFailed
 	}
 	return exitOK
