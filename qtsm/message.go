@@ -313,8 +313,8 @@ func DecodeRequest(b []byte) (Request, error) {
 		return DescribePCRRequest{Index: i}, nil
 	case name == opExtendPCR:
 		var w struct {
-			Index *uint16 `cbor:"index"`
-			Data  *[]byte `cbor:"data"`
+			Index *uint16         `cbor:"index"`
+			Data  cbor.RawMessage `cbor:"data"`
 		}
 		if err := decodeBody(name, body, &w); err != nil {
 			return nil, err
@@ -323,9 +323,18 @@ func DecodeRequest(b []byte) (Request, error) {
 		if err != nil {
 			return nil, err
 		}
-		d, err := need(name, "data", w.Data)
-		if err != nil {
-			return nil, err
+		// Data must be a byte string. Some clients (Go's hf/nsm) encode an
+		// empty slice as null; the module's own decoder refuses that, and
+		// so does this one, saying so.
+		switch {
+		case w.Data == nil:
+			return nil, malformed("%s: missing field %q", name, "data")
+		case len(w.Data) == 1 && w.Data[0] == 0xf6:
+			return nil, malformed("%s: field %q is null, want a byte string (an empty one for no data)", name, "data")
+		}
+		var d []byte
+		if err := cbor.Unmarshal(w.Data, &d); err != nil || d == nil {
+			return nil, malformed("%s: field %q is not a byte string", name, "data")
 		}
 		return ExtendPCRRequest{Index: i, Data: d}, nil
 	case name == opLockPCRs:

@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"reflect"
+	"strings"
 	"testing"
 )
 
@@ -238,5 +239,32 @@ func BenchmarkAttestationCodec(b *testing.B) {
 		if _, err := DecodeResponse(ab); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+// TestExtendPCRNullData: null for ExtendPCR's data (what Go's hf/nsm sends
+// for a nil slice) is refused, saying what it is (issue 14, item 9); the
+// module's own decoder refuses it too.
+func TestExtendPCRNullData(t *testing.T) {
+	const (
+		null    = "a169457874656e64504352a265696e646578106464617461f6" // {"ExtendPCR":{"index":16,"data":null}}
+		missing = "a169457874656e64504352a165696e64657810"             // {"ExtendPCR":{"index":16}}
+		empty   = "a169457874656e64504352a265696e64657810646461746140" // {"ExtendPCR":{"index":16,"data":h''}}
+	)
+	dec := func(h string) (Request, error) {
+		b, err := hex.DecodeString(h)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return DecodeRequest(b)
+	}
+	if _, err := dec(null); !errors.Is(err, ErrMalformed) || !strings.Contains(err.Error(), `field "data" is null`) {
+		t.Errorf("DecodeRequest(data null) = %v, want ErrMalformed saying data is null", err)
+	}
+	if _, err := dec(missing); err == nil || !strings.Contains(err.Error(), `missing field "data"`) {
+		t.Errorf("DecodeRequest(no data) = %v, want missing field", err)
+	}
+	if r, err := dec(empty); err != nil || r.(ExtendPCRRequest).Data == nil {
+		t.Errorf("DecodeRequest(empty data) = %#v, %v; want empty, non-nil data", r, err)
 	}
 }

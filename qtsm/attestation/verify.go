@@ -51,7 +51,7 @@ func encodingOf(v qtsm.Vendor) SignatureEncoding {
 const QingtianMaxAge = 15 * time.Minute
 
 // DefaultClockSkew is the tolerated lead of a document's timestamp over the
-// verification time when MaxAge is checked.
+// verification time.
 const DefaultClockSkew = time.Minute
 
 // Options control Verify. The zero value verifies the signature and chain
@@ -73,10 +73,12 @@ type Options struct {
 	// stored documents, whose leaf certificate lives only hours).
 	DocumentTime bool
 	// MaxAge, if positive, refuses a document whose timestamp is more than
-	// MaxAge before the verification time (Huawei's verifier: QingtianMaxAge),
-	// or more than ClockSkew after it.
+	// MaxAge before the verification time (Huawei's verifier: QingtianMaxAge).
 	MaxAge time.Duration
-	// ClockSkew: 0 means DefaultClockSkew, negative means none.
+	// ClockSkew is how far a document's timestamp may lead the
+	// verification time; a document from further in the future is refused
+	// whether or not MaxAge is set. 0 means DefaultClockSkew; negative
+	// turns the check off.
 	ClockSkew time.Duration
 
 	// ExpectPCRs lists PCRs that must be present with these values.
@@ -149,21 +151,18 @@ func Verify(d *Document, opts Options) (*Result, error) {
 		return nil, err
 	}
 
-	if opts.MaxAge > 0 {
-		skew := opts.ClockSkew
-		if skew == 0 {
-			skew = DefaultClockSkew
-		}
-		skew = max(skew, 0)
-		age := res.Time.Sub(d.Timestamp)
-		if age > opts.MaxAge {
-			return nil, fmt.Errorf("%w: timestamp %s is %s before %s, limit %s", ErrTooOld,
-				d.Timestamp.Format(time.RFC3339Nano), age.Round(time.Millisecond), res.Time.Format(time.RFC3339), opts.MaxAge)
-		}
-		if -age > skew {
-			return nil, fmt.Errorf("%w: timestamp %s is %s after %s", ErrFuture,
-				d.Timestamp.Format(time.RFC3339Nano), (-age).Round(time.Millisecond), res.Time.Format(time.RFC3339))
-		}
+	age := res.Time.Sub(d.Timestamp)
+	if opts.MaxAge > 0 && age > opts.MaxAge {
+		return nil, fmt.Errorf("%w: timestamp %s is %s before %s, limit %s", ErrTooOld,
+			d.Timestamp.Format(time.RFC3339Nano), age.Round(time.Millisecond), res.Time.Format(time.RFC3339), opts.MaxAge)
+	}
+	skew := opts.ClockSkew
+	if skew == 0 {
+		skew = DefaultClockSkew
+	}
+	if skew > 0 && -age > skew {
+		return nil, fmt.Errorf("%w: timestamp %s is %s after %s", ErrFuture,
+			d.Timestamp.Format(time.RFC3339Nano), (-age).Round(time.Millisecond), res.Time.Format(time.RFC3339))
 	}
 	if res.Debug && !opts.AllowDebug {
 		return nil, fmt.Errorf("%w: PCR0 is zero or absent", ErrDebug)

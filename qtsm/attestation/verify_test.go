@@ -475,3 +475,31 @@ func TestParseRoots(t *testing.T) {
 func pemOf(der []byte) []byte {
 	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})
 }
+
+// TestFutureDocumentRefusedByDefault: a document stamped an hour ahead of
+// the verifier's clock is refused even when no MaxAge is asked for (issue
+// 14, item 9); a negative ClockSkew turns the check off.
+func TestFutureDocumentRefusedByDefault(t *testing.T) {
+	now := time.Now().Truncate(time.Millisecond)
+	ca, leaf := testChain(t, now)
+	pcrs := map[int][]byte{0: pcr.Extend(pcr.Zero(), []byte("k"))}
+	in := &attestation.Document{ModuleID: "m", Timestamp: now.Add(time.Hour), PCRs: pcrs, Certificate: leaf.DER, CABundle: ca.Bundle()}
+	b, err := attestation.Sign(in, leaf.Key, attestation.SignOptions{Vendor: qtsm.VendorNitro})
+	if err != nil {
+		t.Fatal(err)
+	}
+	opts := attestation.Options{Roots: []attestation.Root{{Vendor: qtsm.VendorNitro, Cert: ca.Root()}}, Vendor: qtsm.VendorNitro, Time: now.Add(time.Second)}
+	if _, err := attestation.VerifyBytes(b, opts); !errors.Is(err, attestation.ErrFuture) {
+		t.Errorf("Verify(an hour ahead, no MaxAge) = %v, want ErrFuture", err)
+	}
+	opts.ClockSkew = -1
+	if _, err := attestation.VerifyBytes(b, opts); err != nil {
+		t.Errorf("Verify(an hour ahead, ClockSkew < 0) = %v, want nil", err)
+	}
+	in.Timestamp = now.Add(30 * time.Second) // within the default skew
+	b, _ = attestation.Sign(in, leaf.Key, attestation.SignOptions{Vendor: qtsm.VendorNitro})
+	opts.ClockSkew = 0
+	if _, err := attestation.VerifyBytes(b, opts); err != nil {
+		t.Errorf("Verify(30 s ahead) = %v, want nil", err)
+	}
+}
