@@ -28,8 +28,15 @@
 //     not used (rootfs/ is 0755 root). The image config is empty: the
 //     command comes from Options.Override.
 //
-// Layer blobs of an OCI layout are checked against their manifest digest
-// while they are read (ErrDigest; docker-archive layers are not checked).
+// Layers are checked as they stream, before anything built from them is
+// written: in an OCI layout each blob, whatever its media type, against
+// its manifest descriptor's digest and size; in a layout and a
+// docker-archive, each layer's uncompressed content against the config's
+// rootfs.diff_ids (which must list one per layer). A mismatch is ErrDigest,
+// naming the layer and both digests. A blob is decompressed as its media
+// type says (tar, gzip, zstd); bytes that say otherwise (gzip bytes under a
+// zstd type) are ErrCompression: the media type is part of what the
+// manifest digest covers, so the blob is refused rather than guessed at.
 //
 // When a reference resolves to an image index (multi-platform image), the
 // manifest for Options.Platform ("linux/amd64" or "linux/arm64", the EIF's

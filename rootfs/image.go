@@ -362,11 +362,15 @@ func fromV1(ref string, img v1.Image, want *v1.Platform, stored bool, name, tag 
 			User:       cf.Config.User,
 		},
 	}
+	// Every layer's content is checked against the config's diff_id (and,
+	// in a layout, its blob against the manifest): the config says what
+	// the layers are, so it must list one diff_id for each.
+	diffIDs := cf.RootFS.DiffIDs
+	if len(diffIDs) != len(layers) {
+		return nil, fmt.Errorf("open %s: %w: the config lists %d diff_ids for %d layers", ref, ErrDigest, len(diffIDs), len(layers))
+	}
 	for i, l := range layers {
-		id := flatten.Layer{Index: i}
-		if h, err := l.DiffID(); err == nil {
-			id.Digest = h.String()
-		}
+		id := flatten.Layer{Index: i, Digest: diffIDs[i].String()}
 		if mt, err := l.MediaType(); err == nil && !layerMediaType(mt) {
 			return nil, fmt.Errorf("open %s: %v: media type %q is not a filesystem layer", ref, id, mt)
 		}
@@ -374,7 +378,7 @@ func fromV1(ref string, img v1.Image, want *v1.Platform, stored bool, name, tag 
 		if stored {
 			open = storedBlobOpener(l)
 		}
-		out.layers = append(out.layers, layerSource{id: id, open: open})
+		out.layers = append(out.layers, layerSource{id: id, open: diffChecked(open, diffIDs[i])})
 	}
 	return out, nil
 }

@@ -2,6 +2,7 @@ package rootfs
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -121,6 +122,11 @@ func applyLayer(ctx context.Context, tree *flatten.Tree, l layerSource) error {
 	}
 	defer rc.Close()
 	if err := tree.Apply(l.id, &ctxReader{ctx: ctx, r: rc}); err != nil {
+		// A blob that is not what its digests say explains any parse
+		// error it causes: check it (Close drains and verifies) and say so.
+		if cerr := rc.Close(); errors.Is(cerr, ErrDigest) && ctx.Err() == nil {
+			return fmt.Errorf("%v: %w", l.id, cerr)
+		}
 		return err
 	}
 	// Drain what follows the tar's end blocks so that a digest-verifying
