@@ -42,6 +42,13 @@ type Result struct {
 // blocks that end it).
 func Write(w io.Writer, root string, opts Options) (Result, error) {
 	var res Result
+	// The root itself may be a symbolic link (Nix's result, Bazel's
+	// output links): it is followed, as tar -C follows it. Links inside
+	// the tree stay links.
+	root, err := filepath.EvalSymlinks(root)
+	if err != nil {
+		return res, err
+	}
 	fi, err := os.Stat(root)
 	if err != nil {
 		return res, err

@@ -124,3 +124,38 @@ func TestOpenAndErrors(t *testing.T) {
 		t.Errorf("Write(file) = nil error, want one")
 	}
 }
+
+// TestSymlinkedRoot: a root given as a symbolic link to a tree is followed
+// (issue 14, item 11: it packed an empty image); links inside stay links.
+func TestSymlinkedRoot(t *testing.T) {
+	real := t.TempDir()
+	if err := os.MkdirAll(filepath.Join(real, "etc"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(real, "etc", "passwd"), []byte("root:x:0:0::/:/bin/sh\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink("etc/passwd", filepath.Join(real, "link")); err != nil {
+		t.Fatal(err)
+	}
+	result := filepath.Join(t.TempDir(), "result")
+	if err := os.Symlink(real, result); err != nil {
+		t.Fatal(err)
+	}
+	var b bytes.Buffer
+	if _, err := Write(&b, result, Options{}); err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]byte{}
+	tr := tar.NewReader(&b)
+	for {
+		h, err := tr.Next()
+		if err != nil {
+			break
+		}
+		got[h.Name] = h.Typeflag
+	}
+	if got["etc/passwd"] != tar.TypeReg || got["link"] != tar.TypeSymlink {
+		t.Errorf("tar of a symlinked root = %v, want etc/passwd a file and link a symlink", got)
+	}
+}
