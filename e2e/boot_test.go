@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"encoding/base64"
@@ -15,6 +16,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -150,15 +152,37 @@ type bootResult struct {
 // the test fails.
 func (h *harness) boot(t *testing.T, name, eifPath string, extra ...string) bootResult {
 	t.Helper()
+	return h.bootWatching(t, name, eifPath, nil, extra...)
+}
+
+// bootWatching is boot with onLine called for each line of the log stream
+// as it comes, with the qtenclave run process (to signal it).
+func (h *harness) bootWatching(t *testing.T, name, eifPath string, onLine func(line string, p *os.Process), extra ...string) bootResult {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), h.bootLimit+30*time.Second)
 	defer cancel()
 	consolePath := filepath.Join(h.out, name+".console")
 	args := append([]string{"run", "--qemu", h.qemu, "--timeout", h.bootLimit.String(), "--console", consolePath}, extra...)
 	cmd := exec.CommandContext(ctx, filepath.Join(h.bin, "qtenclave"), append(args, eifPath)...)
 	var stdout, stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	cmd.Stderr = &stderr
+	pipe, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
 	start := time.Now()
-	err := cmd.Run()
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("qtenclave run: %v", err)
+	}
+	sc := bufio.NewScanner(pipe)
+	sc.Buffer(make([]byte, 64<<10), 4<<20)
+	for sc.Scan() {
+		stdout.WriteString(sc.Text() + "\n")
+		if onLine != nil {
+			onLine(sc.Text(), cmd.Process)
+		}
+	}
+	err = cmd.Wait()
 	r := bootResult{stream: stdout.String(), stderr: stderr.String(), elapsed: time.Since(start)}
 	if ee, ok := err.(*exec.ExitError); ok {
 		r.code = ee.ExitCode()
@@ -435,4 +459,34 @@ func withoutLaunchConfig(t *testing.T, src, dst string) {
 	if _, err := w.Close(); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// TestIntegrationBootStop stops a running enclave the way systemctl stop
+// or docker stop would, with SIGTERM to qtenclave run: init forwards it to
+// the workload, which traps it, writes its last line and exits 0; that
+// status comes back and qtenclave run exits 0 (issue 14, item 12).
+func TestIntegrationBootStop(t *testing.T) {
+	h := setup(t)
+	eifPath, _ := h.build(t, "stop", "--cmd", `["--until-term"]`)
+	sent := false
+	r := h.bootWatching(t, "stop", eifPath, func(line string, p *os.Process) {
+		if !sent && line == "stdout: demo: waiting for SIGTERM" {
+			sent = true
+			p.Signal(syscall.SIGTERM)
+		}
+	})
+	if !sent {
+		t.Fatalf("the workload never said it was waiting; stream:\n%s", r.stream)
+	}
+	if r.code != 0 {
+		t.Errorf("qtenclave run after SIGTERM = %d, want the workload's 0\nstderr:\n%s", r.code, r.stderr)
+	}
+	expect(t, r,
+		`^init: step control ok in [0-9.]+ms: port 9003, stop grace 10s$`,
+		`^init: stop requested by the parent: SIGTERM to the workload's process group \d+, SIGKILL in 10s$`,
+		`^stdout: demo: got SIGTERM, clean exit$`,
+		`^init: workload pid \d+ exited with status 0$`,
+		`^qtenclave-exit: code=0 signal=0 reason=exited$`,
+	)
+	expectStderr(t, r, `^qtenclave run: asked the enclave to stop \(terminated\)`, `^qtenclave run: enclave exited with status 0`)
 }

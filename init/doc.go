@@ -103,7 +103,12 @@
 //     (127.0.0.1/8, ::1; brought up concurrently since step 1, its step
 //     line appears here), sets the hostname (manifest, default "enclave"),
 //     writes /etc/hosts if absent and sets RLIMIT_NOFILE (manifest
-//     nofile_limit, default 65536).
+//     nofile_limit, default 65536). When the kernel command line names a
+//     control port (qtenclave.control_port=N; qtenclave run sets 9003),
+//     init listens on it for the parent's stop request (step "control",
+//     proto/control): SIGTERM to the workload's process group, SIGKILL
+//     after the grace period (the request's, else the manifest's
+//     stop_timeout, else 10 s), then the usual end with the real status.
 //  8. The workload, as Docker runs it: Entrypoint+Cmd; PATH (Docker's
 //     default), HOSTNAME, the image's Env (later entries win), HOME from the
 //     user; argv[0] looked up in the image's PATH; working directory
@@ -131,6 +136,7 @@
 //	qtenclave.heartbeat=CID:PORT|off   default 3:9000
 //	qtenclave.status_port=N            default 9001, 0 = no report
 //	qtenclave.log_port=N               default 0 = no log stream (qtenclave run: 9002)
+//	qtenclave.control_port=N           default 0 = no stop requests (qtenclave run: 9003)
 //	qtenclave.debug=1                  debug lines (signals, orphans)
 //
 // # Console lines
@@ -147,6 +153,8 @@
 //	init: debug: <text>                                  (qtenclave.debug=1)
 //	init: ready in <d>ms (heartbeat <h>ms excluded)
 //	init: own time <d>ms (waits excluded: heartbeat <h>ms, device <d>ms, crng <c>ms)
+//	init: stop requested by the parent: SIGTERM to the workload's process group <pid>, SIGKILL in <d>
+//	init: grace period of <d> over: SIGKILL to the workload's process group <pid>
 //	init: workload pid <pid> exited with status <n>
 //	init: workload pid <pid> killed by signal <n> (<name>)
 //	qtsm-agent: <the agent's own line>
@@ -155,7 +163,7 @@
 //
 // Step names, in order: devtmpfs, console, cmdline, modules, device,
 // entropy, heartbeat, log-stream, config, agent-open, switch-root, mounts, workload,
-// agent-start, loopback, hostname, hosts, rlimits, exec (then, at the end,
+// agent-start, loopback, hostname, hosts, rlimits, control, exec (then, at the end,
 // agent-stop, log-close and report); agent-ready comes whenever the agent is ready,
 // usually after exec. Only config, heartbeat, switch-root,
 // mounts, workload and exec end the boot when they fail; the others are

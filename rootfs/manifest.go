@@ -24,7 +24,7 @@ func Manifest(img *Image, opts Options) (*launch.Manifest, error) {
 		m.Env = append(m.Env, "PATH="+launch.DefaultPath)
 	}
 	if l := opts.Launch; l != nil {
-		m.Hostname, m.TmpNoexec, m.NofileLimit, m.Agent = l.Hostname, l.TmpNoexec, l.NofileLimit, l.Agent
+		m.Hostname, m.TmpNoexec, m.NofileLimit, m.Agent, m.StopTimeout = l.Hostname, l.TmpNoexec, l.NofileLimit, l.Agent, l.StopTimeout
 	}
 	if m.WorkingDir != "" && !strings.HasPrefix(m.WorkingDir, "/") {
 		return nil, fmt.Errorf("rootfs: working directory %q is not absolute", m.WorkingDir)

@@ -29,6 +29,8 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"os/signal"
+	"syscall"
 	"time"
 
 	"github.com/qtenclave/enclave/agent/api"
@@ -47,12 +49,16 @@ func run(args []string, stdout, stderr io.Writer) int {
 	wait := fs.Duration("wait", 5*time.Second, "how long to wait for the agent")
 	exit := fs.Int("exit", -1, "exit with this code whatever happened (0..255)")
 	index := fs.Int("pcr", 16, "application PCR to extend and lock (16..31)")
+	untilTerm := fs.Bool("until-term", false, "skip the checks: say so, wait for SIGTERM, then exit 0 (a service being stopped)")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
 	if fs.NArg() != 0 || *exit > 255 || *index < pcr.FirstApp || *index >= pcr.Count {
 		fmt.Fprintln(stderr, "usage: attest-demo [--socket PATH] [--wait D] [--pcr 16..31] [--exit 0..255]")
 		return 2
+	}
+	if *untilTerm {
+		return serveUntilTerm(stdout)
 	}
 	failed := demo(*socket, *wait, *index, stdout)
 	// One line on stderr, so a boot shows that both streams reach the
@@ -161,4 +167,16 @@ func demo(socket string, wait time.Duration, index int, out io.Writer) int {
 		fmt.Fprintf(out, "demo: pcr%d extend after lock refused ReadOnlyIndex ok\n", index)
 	}
 	return failed
+}
+
+// serveUntilTerm is a service that traps SIGTERM: it says it is waiting,
+// and on SIGTERM writes its last line and exits 0, as a well-behaved
+// service does when it is stopped.
+func serveUntilTerm(stdout io.Writer) int {
+	c := make(chan os.Signal, 1)
+	signal.Notify(c, syscall.SIGTERM)
+	fmt.Fprintln(stdout, "demo: waiting for SIGTERM")
+	<-c
+	fmt.Fprintln(stdout, "demo: got SIGTERM, clean exit")
+	return 0
 }

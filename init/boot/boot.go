@@ -168,6 +168,9 @@ type Boot struct {
 	// Logs is the log stream to the parent; nil: none (the workload
 	// writes to the console). Main mirrors the console into it.
 	Logs *logs.Stream
+	// Listen listens on a vsock port (the parent's stop requests); nil:
+	// none.
+	Listen func(port uint32) (vsock.Listener, error)
 	// OpenModule opens the secure-module device at path.
 	OpenModule func(path string) (src entropy.Source, close func() error, err error)
 	// Cmdline is the kernel command line; nil reads /proc/cmdline.
@@ -190,6 +193,7 @@ type Boot struct {
 	agentReady           chan struct{} // closed when the agent-ready line is written
 	release              []func()
 	afterExec            func() // runs once the workload has started
+	stopper              *stopper
 }
 
 // Knobs are the kernel command-line settings in effect (after Run).

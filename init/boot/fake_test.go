@@ -261,6 +261,9 @@ func (f *fakeProcs) Start(p Proc) (int, <-chan reaper.Status, error) {
 
 func (f *fakeProcs) Kill(pid int, sig syscall.Signal) error {
 	f.ev.add("kill %d %d", pid, int(sig))
+	if pid < 0 { // a process group: its leader stands for it
+		pid = -pid
+	}
 	f.mu.Lock()
 	c := f.kills[pid]
 	f.mu.Unlock()
@@ -397,4 +400,44 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 		}
 		time.Sleep(time.Millisecond)
 	}
+}
+
+// fakeListener hands out the connections a test makes with connect.
+type fakeListener struct {
+	conns  chan vsock.Conn
+	closed chan struct{}
+	once   sync.Once
+}
+
+func newFakeListener() *fakeListener {
+	return &fakeListener{conns: make(chan vsock.Conn), closed: make(chan struct{})}
+}
+
+func (l *fakeListener) Accept() (vsock.Conn, error) {
+	select {
+	case c := <-l.conns:
+		return c, nil
+	case <-l.closed:
+		return nil, net.ErrClosed
+	}
+}
+
+func (l *fakeListener) Close() error { l.once.Do(func() { close(l.closed) }); return nil }
+
+// connect is the parent connecting: it sends line and returns the answer.
+func (l *fakeListener) connect(t *testing.T, line string) string {
+	t.Helper()
+	a, b := net.Pipe()
+	defer a.Close()
+	select {
+	case l.conns <- b:
+	case <-time.After(5 * time.Second):
+		t.Fatal("init is not accepting stop requests")
+	}
+	a.SetDeadline(time.Now().Add(5 * time.Second))
+	if _, err := io.WriteString(a, line); err != nil {
+		t.Fatalf("send %q: %v", line, err)
+	}
+	ans, _ := bufio.NewReader(a).ReadString('\n')
+	return ans
 }

@@ -224,7 +224,7 @@ func MainWith(setup func(*Boot)) {
 	stream.Warnf = con.Warnf
 	con.SetMirror(stream.Line)
 	procs := StartReaper(reaper.Options{Logf: con.Debugf})
-	b = &Boot{M: Linux{}, Procs: procs, Dialer: vsock.Kernel{}, Con: con, Logs: stream, OpenModule: OpenModule, Start: start}
+	b = &Boot{M: Linux{}, Procs: procs, Dialer: vsock.Kernel{}, Listen: vsock.Kernel{}.Listen, Con: con, Logs: stream, OpenModule: OpenModule, Start: start}
 	if setup != nil {
 		setup(b)
 	}

@@ -72,11 +72,14 @@ func (b *Boot) run() (status.Status, error) {
 	b.step("hostname", func() (string, error) { return hostname, b.M.Sethostname(hostname) })
 	b.step("hosts", func() (string, error) { return b.writeHosts(hostname) })
 	b.step("rlimits", func() (string, error) { return fmt.Sprintf("nofile %d", nofile), b.M.SetNofile(nofile) })
+	b.step("control", func() (string, error) { return b.listenControl(m) })
+	defer b.stopper.close()
 	// 8. The workload runs.
 	pid, done, err := b.execWorkload(spec)
 	if err != nil {
 		return status.Status{}, workloadFatal(err)
 	}
+	b.stopper.running(pid)
 	b.ready(pid)
 	// 9. Its end.
 	return b.waitWorkload(done), nil
@@ -228,6 +231,7 @@ func (b *Boot) ready(pid int) {
 // and returns its status.
 func (b *Boot) waitWorkload(done <-chan reaper.Status) status.Status {
 	ws := <-done
+	b.stopper.running(0)
 	b.Procs.ForwardTo(0)
 	if b.Logs != nil && !b.Logs.Drain(b.Opts.LogDrain) {
 		b.Con.Warnf("the workload's output is still open %v after it exited (a process it started holds it); not waiting for the rest", b.Opts.LogDrain)

@@ -7,6 +7,8 @@
 //	qtenclave.status_port=N        vsock port for the exit status (default 9001, 0 = off)
 //	qtenclave.log_port=N           vsock port of the parent's log stream (default 0 = off;
 //	                               qtenclave run sets 9002, see proto/logstream)
+//	qtenclave.control_port=N       vsock port init listens on for the parent's stop request
+//	                               (default 0 = none; qtenclave run sets 9003, see proto/control)
 //	qtenclave.debug=1              verbose console ("0" or "" turns it off)
 //
 // Unknown qtenclave.* parameters and malformed values produce a warning and
@@ -34,6 +36,7 @@ type Knobs struct {
 	HeartbeatPort uint32
 	StatusPort    uint32 // 0 = do not report
 	LogPort       uint32 // 0 = no log stream; the workload writes to the console
+	ControlPort   uint32 // 0 = no stop requests
 	Debug         bool
 }
 
@@ -66,6 +69,11 @@ func Parse(cmdline string) (k Knobs, warnings []string) {
 			var n uint32
 			if n, err = port(val); err == nil {
 				k.LogPort = n
+			}
+		case "control_port":
+			var n uint32
+			if n, err = port(val); err == nil {
+				k.ControlPort = n
 			}
 		case "debug":
 			switch val {

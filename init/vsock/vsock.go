@@ -31,6 +31,12 @@ type Dialer interface {
 	Dial(ctx context.Context, cid, port uint32) (Conn, error)
 }
 
+// Listener accepts connections on one port.
+type Listener interface {
+	Accept() (Conn, error)
+	Close() error
+}
+
 // DialerFunc adapts a function to Dialer.
 type DialerFunc func(ctx context.Context, cid, port uint32) (Conn, error)
 

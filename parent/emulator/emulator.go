@@ -32,6 +32,7 @@ const (
 	DefaultHeartbeatPort = vsockports.Heartbeat
 	DefaultStatusPort    = vsockports.Status
 	DefaultLogPort       = vsockports.Log
+	DefaultControlPort   = vsockports.Control
 	HeartbeatByte        = vsockports.HeartbeatByte
 )
 

@@ -21,7 +21,34 @@ import (
 	"github.com/qtenclave/enclave/internal/cache"
 	"github.com/qtenclave/enclave/parent/emulator"
 	"github.com/qtenclave/enclave/parent/output"
+	"github.com/qtenclave/enclave/proto/control"
 )
+
+// stopMargin is how long, past the grace period, a stopping enclave may
+// take to report and power off before QEMU is ended.
+const stopMargin = 10 * time.Second
+
+// requestStop asks init, on the enclave's control port, to stop the
+// workload (proto/control).
+func requestStop(ctx context.Context, p *emulator.Parent, port uint32, grace time.Duration) error {
+	ctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+	defer cancel()
+	c, err := p.Device.Dial(ctx, port)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	dl, _ := ctx.Deadline()
+	c.SetDeadline(dl)
+	if _, err := io.WriteString(c, control.Stop{Grace: grace}.Line()); err != nil {
+		return err
+	}
+	line, err := bufio.NewReaderSize(io.LimitReader(c, control.MaxLine), control.MaxLine).ReadString('\n')
+	if err != nil {
+		return fmt.Errorf("no answer: %w", err)
+	}
+	return control.ParseAnswer(line)
+}
 
 // Exit codes of Run besides the workload's own status.
 const (
@@ -94,6 +121,12 @@ type Options struct {
 	Icount       string        // TCG -icount shift ("0".."10"; "": off)
 	Console      string        // the serial console: "-" or "" stdout, "none", or a file
 	LogPort      uint          // the log stream's port (0: none; the workload writes to the console)
+	// ControlPort is the port init takes stop requests on (0: none: a
+	// signal then ends QEMU at once).
+	ControlPort uint
+	// StopTimeout is the grace period asked for when a signal stops the
+	// enclave (0: the image's stop_timeout, else control.DefaultGrace).
+	StopTimeout time.Duration
 }
 
 // Check refuses options Run cannot honour; the messages name the
@@ -107,8 +140,11 @@ func (o *Options) Check() error {
 	if o.CID != 0 && (o.CID < 4 || o.CID > 0xfffffffe) {
 		return fmt.Errorf("--cid %d: want 4..4294967294", o.CID)
 	}
-	if o.LogPort > 0xffffffff {
-		return fmt.Errorf("--log-port %d: want a vsock port", o.LogPort)
+	if o.LogPort > 0xffffffff || o.ControlPort > 0xffffffff {
+		return fmt.Errorf("--log-port %d, --control-port %d: want vsock ports", o.LogPort, o.ControlPort)
+	}
+	if o.StopTimeout < 0 {
+		return errors.New("--stop-timeout must not be negative")
 	}
 	if o.CPUs < 0 || o.MemMiB < 0 || o.Timeout < 0 {
 		return errors.New("--cpus, --mem and --timeout must not be negative")
@@ -175,6 +211,9 @@ func Args(o *Options, sock string, cpus, memMiB, tscKHz int, dataDirs []string) 
 	}
 	if o.LogPort != 0 {
 		cmdline = append(cmdline, fmt.Sprintf("qtenclave.log_port=%d", o.LogPort))
+	}
+	if o.ControlPort != 0 {
+		cmdline = append(cmdline, fmt.Sprintf("qtenclave.control_port=%d", o.ControlPort))
 	}
 	if o.DebugConsole {
 		cmdline = append(cmdline, "qtenclave.debug=1")
@@ -346,6 +385,7 @@ func Run(o *Options, sigc <-chan os.Signal, stdout, stderr io.Writer) (int, erro
 		timeout = t.C
 	}
 	heartbeat := parent.Heartbeat()
+	var stopping <-chan time.Time // set once a stop was requested
 	var booted time.Duration
 	report := func(format string, args ...any) {
 		out.Flush()
@@ -385,12 +425,35 @@ func Run(o *Options, sigc <-chan os.Signal, stdout, stderr io.Writer) (int, erro
 			kill()
 			return ExitTimeout, fmt.Errorf("timed out after %v", o.Timeout)
 		case s := <-sigc:
+			// The first signal asks the enclave to stop (docker stop):
+			// SIGTERM to the workload, SIGKILL after the grace period,
+			// its real status reported. A second signal, or an enclave
+			// that does not answer, or one that takes longer than the
+			// grace period and a margin, ends QEMU at once.
+			if stopping == nil && o.ControlPort != 0 {
+				if err := requestStop(sctx, parent, uint32(o.ControlPort), o.StopTimeout); err == nil {
+					report("asked the enclave to stop (%v)", s)
+					wait := o.StopTimeout
+					if wait == 0 {
+						wait = control.DefaultGrace
+					}
+					t := time.NewTimer(wait + stopMargin)
+					defer t.Stop()
+					stopping = t.C
+					continue
+				} else {
+					fmt.Fprintf(stderr, "qtenclave run: stop request: %v; ending QEMU\n", err)
+				}
+			}
 			kill()
 			code := 128 + int(syscall.SIGINT)
 			if s == syscall.SIGTERM {
 				code = 128 + int(syscall.SIGTERM)
 			}
 			return code, fmt.Errorf("interrupted by %v", s)
+		case <-stopping:
+			kill()
+			return 128 + int(syscall.SIGTERM), errors.New("the enclave did not stop within the grace period; QEMU ended")
 		}
 	}
 }

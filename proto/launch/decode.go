@@ -175,6 +175,16 @@ func (d *decoder) field(m *Manifest, key string) error {
 			}
 			m.NofileLimit = n
 		}
+	case "stop_timeout":
+		var text string
+		var ok bool
+		if text, ok, err = d.number(); err == nil && ok {
+			n, perr := strconv.ParseUint(text, 10, 32)
+			if perr != nil {
+				return d.errorf("stop_timeout %s out of range", text)
+			}
+			m.StopTimeout = uint32(n)
+		}
 	case "agent":
 		var b, ok bool
 		if b, ok, err = d.boolean(); err == nil {

@@ -57,6 +57,10 @@ type Manifest struct {
 	// Agent controls starting qtsm-agent: nil or true starts it when the
 	// binary is present, false never starts it.
 	Agent *bool `json:"agent,omitempty"`
+	// StopTimeout is the grace period, in seconds, between SIGTERM and
+	// SIGKILL when the parent stops the enclave (0 = proto/control's
+	// DefaultGrace), as docker run --stop-timeout.
+	StopTimeout uint32 `json:"stop_timeout,omitempty"`
 }
 
 // ErrNoCommand is returned when neither Entrypoint nor Cmd give a program.

@@ -6,7 +6,9 @@
 // The enclave reaches its parent at ParentCID. It says it has booted on
 // Heartbeat (it writes HeartbeatByte, the parent writes it back), reports
 // the workload's exit status on Status (proto/status) and, when the kernel
-// command line asks for it, sends its log stream on Log (proto/logstream).
+// command line asks for it, sends its log stream on Log (proto/logstream)
+// and takes the parent's stop request on its own port Control
+// (proto/control).
 // The kernel command line can move each (init/cmdline).
 package vsockports
 
@@ -19,6 +21,10 @@ const (
 	Status    = 9001
 	Log       = 9002
 )
+
+// Control is the enclave's own port for the parent's requests (stop):
+// init listens on it.
+const Control = 9003
 
 // HeartbeatByte is the heartbeat, both ways.
 const HeartbeatByte = 0xB7

@@ -95,6 +95,8 @@ func runBuild(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	fs.StringVar(&knobs.Hostname, "hostname", "", "the enclave's hostname (launch manifest; init's default: enclave)")
 	fs.BoolVar(&knobs.TmpNoexec, "tmp-noexec", false, "mount /tmp noexec (launch manifest)")
 	fs.Uint64Var(&knobs.NofileLimit, "nofile", 0, "RLIMIT_NOFILE for the workload (launch manifest; init's default: 65536)")
+	var stopTimeout uint
+	fs.UintVar(&stopTimeout, "stop-timeout", 0, "seconds between SIGTERM and SIGKILL when the enclave is stopped (launch manifest; default 10)")
 	pos, err := cliflag.Parse(fs, args)
 	if err != nil {
 		return usageExit(err)
@@ -125,7 +127,12 @@ func runBuild(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 			return exitUsage
 		}
 	}
-	if knobs.Hostname != "" || knobs.TmpNoexec || knobs.NofileLimit != 0 {
+	if stopTimeout > 1<<31 {
+		fmt.Fprintf(stderr, "qtenclave build: --stop-timeout %d: too long\n", stopTimeout)
+		return exitUsage
+	}
+	knobs.StopTimeout = uint32(stopTimeout)
+	if knobs.Hostname != "" || knobs.TmpNoexec || knobs.NofileLimit != 0 || knobs.StopTimeout != 0 {
 		c.launch = &knobs
 	}
 	c.override = rootfs.Config{Entrypoint: entrypoint.V, Cmd: cmd.V, Env: env, WorkingDir: workdir, User: user}

@@ -29,6 +29,12 @@ the heartbeat (CID 3 port 9000), reads the enclave's log stream (port 9002:
 init's lines, the agent's, and the workload's stdout and stderr, each line
 whole) and receives the workload's exit status (port 9001).
 
+Stopping: SIGTERM or SIGINT (systemctl stop, docker stop, Ctrl-C) asks
+the enclave to stop as docker stop does: init sends SIGTERM to the
+workload, SIGKILL after the grace period, reports the real exit status and
+powers off; qtenclave run then exits with that status. A second signal, or
+an enclave that does not answer, ends QEMU at once.
+
 Output: the workload's lines go to stdout as "stdout: LINE" and
 "stderr: LINE". The serial console (kernel and init) goes where --console
 says: stdout by default, line by line between the workload's lines; with
@@ -83,6 +89,8 @@ func parseRunArgs(args []string, stderr io.Writer) (*qemu.Options, error) {
 	fs.StringVar(&o.Icount, "icount", "", "run TCG with -icount shift=`N` (0..10): guest time counts instructions (2^N ns each), not host time, so timings measure the guest's work rather than the emulator's and the host's load; much slower (one vCPU runs at a time)")
 	fs.StringVar(&o.Console, "console", "-", "where the serial console goes: - (stdout), a `FILE`, or none")
 	fs.UintVar(&o.LogPort, "log-port", emulator.DefaultLogPort, "vsock port of the enclave's log stream (0: none; the workload then writes to the console)")
+	fs.UintVar(&o.ControlPort, "control-port", emulator.DefaultControlPort, "vsock port init takes stop requests on (0: none: a signal ends QEMU at once)")
+	fs.DurationVar(&o.StopTimeout, "stop-timeout", 0, "on SIGTERM or SIGINT, the grace period between the workload's SIGTERM and SIGKILL (0: the image's stop_timeout, else 10s); a second signal ends QEMU at once")
 	fs.BoolVar(&o.Verbose, "v", false, "log the parent's vsock and vhost-user diagnostics to stderr")
 	positional, err := cliflag.Parse(fs, args)
 	if err != nil {

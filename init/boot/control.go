@@ -1,0 +1,141 @@
+package boot
+
+import (
+	"bufio"
+	"fmt"
+	"io"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/qtenclave/enclave/init/vsock"
+	"github.com/qtenclave/enclave/proto/control"
+	"github.com/qtenclave/enclave/proto/launch"
+)
+
+// stopper serves the parent's stop requests (proto/control) while the
+// workload runs: SIGTERM to the workload's process group, SIGKILL after
+// the grace period.
+type stopper struct {
+	b     *Boot
+	l     vsock.Listener
+	grace time.Duration // the manifest's, or control.DefaultGrace
+
+	mu      sync.Mutex
+	pid     int // the workload, 0 before it starts and after it ends
+	stopped bool
+	kill    *time.Timer
+	wg      sync.WaitGroup
+}
+
+// listenControl is step "control": listening for stop requests when the
+// kernel command line names a port.
+func (b *Boot) listenControl(m *launch.Manifest) (string, error) {
+	port := b.knobs.ControlPort
+	switch {
+	case port == 0:
+		return "", skipf("off (no qtenclave.control_port)")
+	case b.Listen == nil:
+		return "", skipf("no vsock listener in this init")
+	}
+	l, err := b.Listen(port)
+	if err != nil {
+		return "", err
+	}
+	grace := control.DefaultGrace
+	if m.StopTimeout > 0 {
+		grace = time.Duration(m.StopTimeout) * time.Second
+	}
+	s := &stopper{b: b, l: l, grace: grace}
+	b.stopper = s
+	s.wg.Add(1)
+	go s.serve()
+	return fmt.Sprintf("port %d, stop grace %v", port, grace), nil
+}
+
+func (s *stopper) serve() {
+	defer s.wg.Done()
+	defer func() { recover() }() // never let this take PID 1 down
+	for {
+		c, err := s.l.Accept()
+		if err != nil {
+			return
+		}
+		s.handle(c)
+	}
+}
+
+// handle answers one connection: one request line, one answer line.
+func (s *stopper) handle(c vsock.Conn) {
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(5 * time.Second))
+	line, err := bufio.NewReaderSize(io.LimitReader(c, control.MaxLine), control.MaxLine).ReadString('\n')
+	if err != nil {
+		return
+	}
+	req, err := control.ParseStop(line)
+	if err != nil {
+		io.WriteString(c, control.Refused(err.Error()))
+		return
+	}
+	if err := s.stop(req.Grace); err != nil {
+		io.WriteString(c, control.Refused(err.Error()))
+		return
+	}
+	io.WriteString(c, control.OK)
+}
+
+// stop sends SIGTERM to the workload's process group now and SIGKILL
+// after the grace period (the request's, else the manifest's). A second
+// request while stopping is answered OK and changes nothing.
+func (s *stopper) stop(grace time.Duration) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.pid == 0 {
+		return fmt.Errorf("no workload running")
+	}
+	if s.stopped {
+		return nil
+	}
+	if grace <= 0 {
+		grace = s.grace
+	}
+	s.stopped = true
+	pid := s.pid
+	s.b.Con.Logf("stop requested by the parent: SIGTERM to the workload's process group %d, SIGKILL in %v", pid, grace)
+	if err := s.b.Procs.Kill(-pid, syscall.SIGTERM); err != nil {
+		s.b.Con.Warnf("SIGTERM to process group %d: %v", pid, err)
+	}
+	s.kill = time.AfterFunc(grace, func() {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		if s.pid == pid {
+			s.b.Con.Logf("grace period of %v over: SIGKILL to the workload's process group %d", grace, pid)
+			s.b.Procs.Kill(-pid, syscall.SIGKILL)
+		}
+	})
+	return nil
+}
+
+// running tells the stopper which process to stop (0: none any more).
+func (s *stopper) running(pid int) {
+	if s == nil {
+		return
+	}
+	s.mu.Lock()
+	s.pid = pid
+	if pid == 0 && s.kill != nil {
+		s.kill.Stop()
+	}
+	s.mu.Unlock()
+}
+
+// close stops listening.
+func (s *stopper) close() {
+	if s == nil {
+		return
+	}
+	s.running(0)
+	s.l.Close()
+	s.wg.Wait()
+}
