@@ -641,3 +641,46 @@ func TestDiffQuotesUntrustedNames(t *testing.T) {
 		}
 	}
 }
+
+// TestDescribeNestedMetadataBounded: deeply nested custom metadata is not
+// re-indented into a multiple of itself (issue 14, item 4: a 23 KB EIF
+// printed 162 MB); ordinary metadata still prints indented.
+func TestDescribeNestedMetadataBounded(t *testing.T) {
+	const depth = 9000
+	nested := json.RawMessage(strings.Repeat("[", depth) + strings.Repeat("]", depth))
+	path := filepath.Join(t.TempDir(), "nested.eif")
+	f, err := os.Create(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := eif.NewWriter(f, eif.Options{})
+	w.WriteKernel(bytes.NewReader(make([]byte, 4096)))
+	w.WriteCmdline("console=ttyS0")
+	if err := w.WriteMetadata(&eif.Metadata{ImageName: "x", ImageVersion: "1",
+		BuildMetadata: eif.BuildMetadata{BuildTime: "2000-01-01T00:00:00Z", BuildTool: "t"}, CustomMetadata: nested}); err != nil {
+		t.Fatal(err)
+	}
+	w.WriteRamdisk(bytes.NewReader([]byte("070701")))
+	if _, err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	st, _ := os.Stat(path)
+	var out, errb bytes.Buffer
+	if code := run([]string{"describe", path}, nil, &out, &errb); code != exitOK {
+		t.Fatalf("describe = %d: %s", code, errb.String())
+	}
+	if out.Len() > 4*int(st.Size())+16<<10 {
+		t.Errorf("describe of a %d-byte EIF printed %d bytes", st.Size(), out.Len())
+	}
+	if !json.Valid(out.Bytes()) {
+		t.Errorf("describe output is not JSON")
+	}
+	for _, in := range []string{`{"a":[1,2,{"b":{}}],"c":[],"d":"x,y{"}`, `[]`, `{"k":"\"[,"}`, `[[1],[2,[3]]]`} {
+		var ind bytes.Buffer
+		json.Indent(&ind, []byte(in), "  ", "  ")
+		if got := indentedSize([]byte(in)); got != ind.Len() {
+			t.Errorf("indentedSize(%s) = %d, json.Indent makes %d", in, got, ind.Len())
+		}
+	}
+}
