@@ -2,11 +2,24 @@ package ramdisk
 
 import (
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"io"
 	"sort"
 	"strconv"
 )
+
+// MaxIndexBytes bounds what one Index holds: each record costs its name,
+// its link target and entryCost bytes (the entry and its map slot). A
+// ramdisk over it is ErrTooLarge, found before memory grows past it, so
+// comparing two ramdisks needs at most about twice this much.
+const MaxIndexBytes = 64 << 20
+
+// entryCost is the memory of one indexed entry besides its strings.
+const entryCost = 192
+
+// ErrTooLarge is a ramdisk whose index would exceed MaxIndexBytes.
+var ErrTooLarge = errors.New("ramdisk: too many or too long names to index")
 
 // Index is a ramdisk's records by path. When a path occurs more than once
 // the last record wins, as when the kernel unpacks the archive.
@@ -26,7 +39,13 @@ func ReadIndex(r io.Reader) (*Index, error) {
 		ino     uint32
 	}
 	links := map[key][]*Entry{}
+	var size int64
 	err := Walk(r, func(e *Entry) error {
+		size += int64(len(e.Name)+len(e.Linkname)) + entryCost
+		if size > MaxIndexBytes {
+			return fmt.Errorf("%w: more than %d MiB after %d records (names and records); compare the sections' digests instead",
+				ErrTooLarge, MaxIndexBytes>>20, idx.Records)
+		}
 		idx.Records++
 		if e.Archive+1 > idx.Archives {
 			idx.Archives = e.Archive + 1

@@ -250,3 +250,29 @@ func FuzzWalk(f *testing.F) {
 		}
 	})
 }
+
+// TestIndexBounded: a ramdisk whose names would take more than
+// MaxIndexBytes to index is refused before memory grows past it (issue 14,
+// item 5: 250k records of 4000-byte names took 2.9 GB).
+func TestIndexBounded(t *testing.T) {
+	pr, pw := io.Pipe()
+	go func() {
+		cw := cpio.NewWriter(pw, cpio.Options{Gzip: true})
+		pad := strings.Repeat("n", 3990)
+		for i := 0; i < 250000; i++ {
+			if err := cw.Add(cpio.File(fmt.Sprintf("%s%09d", pad, i), 0o644, nil)); err != nil {
+				pw.CloseWithError(err)
+				return
+			}
+		}
+		pw.CloseWithError(cw.Close())
+	}()
+	_, err := ReadIndex(pr)
+	pr.CloseWithError(errors.New("done"))
+	if !errors.Is(err, ErrTooLarge) {
+		t.Fatalf("ReadIndex(250k records of 4000-byte names) = %v, want ErrTooLarge", err)
+	}
+	if !strings.Contains(err.Error(), "64 MiB") {
+		t.Errorf("error %q does not name the limit", err)
+	}
+}
