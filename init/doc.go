@@ -11,8 +11,6 @@
 //	init/vsock       AF_VSOCK dialer without package net
 //	init/heartbeat   0xB7 to CID 3 port 9000 with bounded retry and a time-sync hook
 //	init/logs        the log stream to the parent (proto/logstream): init's, the agent's and the workload's lines
-//	init/user        Docker USER resolution against /etc/passwd and /etc/group
-//	init/workload    Entrypoint+Cmd, env, PATH lookup, WORKDIR, USER
 //	init/netlo       lo up with 127.0.0.1/8 and ::1
 //	internal/unixsock the agent's socket, created by init (socket activation)
 //	init/reaper      the one wait4(-1) and signal owner
@@ -23,7 +21,11 @@
 // stdlib-only packages both import: proto/launch (the launch manifest:
 // launch.json, or cmd and env), proto/status (exit codes, the status line,
 // the message to the parent), proto/vsockports (CID, ports, heartbeat
-// byte) and proto/logstream (the log stream's records).
+// byte), proto/logstream (the log stream's records), proto/control (the
+// stop request), and how a manifest resolves against the image the way
+// Docker would, which qtenclave build checks before init meets it:
+// proto/workload (Entrypoint+Cmd, env, PATH lookup, WORKDIR) and
+// proto/user (USER against /etc/passwd and /etc/group).
 //
 // # Boot sequence
 //

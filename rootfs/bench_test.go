@@ -35,7 +35,7 @@ func benchImage(b testing.TB, mb, n int) string {
 		}
 		p := filepath.Join(root, fmt.Sprintf("d%02d", i%16), fmt.Sprintf("f%03d", i))
 		os.MkdirAll(filepath.Dir(p), 0o755)
-		if err := os.WriteFile(p, data, 0o644); err != nil {
+		if err := os.WriteFile(p, data, 0o755); err != nil { // the command must be runnable
 			b.Fatal(err)
 		}
 	}

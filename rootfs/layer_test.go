@@ -132,3 +132,43 @@ func TestDockerArchiveDiffIDChecked(t *testing.T) {
 		t.Errorf("WriteRamdisk(docker-archive, wrong diff_id) = %v, want ErrDigest about the diff_id", err)
 	}
 }
+
+// TestBuildChecksLikeInit: the image is checked at build time with init's
+// own resolution (proto/workload), so what would end the boot is refused
+// by the build, with init's message (issue 14, item 11).
+func TestBuildChecksLikeInit(t *testing.T) {
+	layer := func(entries ...ocilayout.TarEntry) ocilayout.Layer { return mustTar(t, entries...) }
+	passwd := ocilayout.TarEntry{Header: th("etc/passwd", tar.TypeReg, 0o644), Data: []byte("root:x:0:0::/root:/bin/sh\napp:x:1000:1000::/home/app:/bin/sh\n")}
+	group := ocilayout.TarEntry{Header: th("etc/group", tar.TypeReg, 0o644), Data: []byte("root:x:0:\napp:x:1000:\n")}
+	python := ocilayout.TarEntry{Header: th("usr/bin/python3", tar.TypeReg, 0o755), Data: []byte("#!")}
+	merged := ocilayout.TarEntry{Header: tar.Header{Name: "bin", Typeflag: tar.TypeSymlink, Linkname: "usr/bin"}}
+	for _, tc := range []struct {
+		name string
+		cfg  ocilayout.Config
+		want string // "" = builds
+	}{
+		{"found through PATH and a merged-usr link", ocilayout.Config{Cmd: []string{"python3", "app.py"}, Env: []string{"PATH=/bin"}, User: "app"}, ""},
+		{"absolute through a link", ocilayout.Config{Cmd: []string{"/bin/python3"}}, ""},
+		{"unknown user", ocilayout.Config{Cmd: []string{"/usr/bin/python3"}, User: "nobody"}, `user "nobody": unknown user "nobody": no matching entry in /etc/passwd (init would end the boot with status 125, reason user)`},
+		{"not in PATH", ocilayout.Config{Cmd: []string{"node"}}, `exec "node": executable file not found in $PATH`},
+		{"workdir is a file", ocilayout.Config{Cmd: []string{"/usr/bin/python3"}, WorkingDir: "/etc/passwd"}, `working directory "/etc/passwd": not a directory`},
+		{"not executable", ocilayout.Config{Cmd: []string{"/etc/group"}}, "status 126"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			img, err := ocilayout.Build(tc.cfg, []ocilayout.Layer{layer(passwd, group, python, merged)}, ocilayout.Options{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			_, _, err = WriteRamdisk(context.Background(), io.Discard, open(t, writeLayout(t, img), Options{}), Options{})
+			if tc.want == "" {
+				if err != nil {
+					t.Errorf("WriteRamdisk = %v, want nil", err)
+				}
+				return
+			}
+			if !errors.Is(err, ErrWorkload) || !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("WriteRamdisk = %v, want ErrWorkload saying %q", err, tc.want)
+			}
+		})
+	}
+}

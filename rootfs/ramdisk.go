@@ -5,12 +5,14 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
 
 	"github.com/qtenclave/enclave/internal/atomicfile"
 	"github.com/qtenclave/enclave/internal/interrupt"
 	"github.com/qtenclave/enclave/proto/launch"
+	"github.com/qtenclave/enclave/proto/workload"
 	"github.com/qtenclave/enclave/rootfs/cpio"
 	"github.com/qtenclave/enclave/rootfs/flatten"
 )
@@ -85,6 +87,18 @@ func writeRamdisk(ctx context.Context, w io.Writer, img *Image, m *launch.Manife
 		if _, err := tree.MkdirAll(m.WorkingDir, 0o755); err != nil {
 			return nil, err
 		}
+	}
+	// The image is checked the way init will check it at boot (the same
+	// code: proto/workload), so that a missing program, an unknown USER or
+	// a WORKDIR that is a file fails here, with init's message, not in the
+	// enclave.
+	if _, err := workload.Prepare(m, treeFiles{tree}, ""); err != nil {
+		var we *workload.Error
+		if errors.As(err, &we) {
+			return nil, fmt.Errorf("%w: %v (init would end the boot with status %d, reason %s)",
+				ErrWorkload, err, we.Status().Code, we.Reason)
+		}
+		return nil, fmt.Errorf("%w: %v", ErrWorkload, err)
 	}
 
 	cw := &countWriter{ctx: ctx, w: w}
@@ -198,4 +212,15 @@ func (c *countWriter) Write(p []byte) (int, error) {
 	n, err := c.w.Write(p)
 	c.n += int64(n)
 	return n, err
+}
+
+// ErrWorkload is an image in which init could not start the workload.
+var ErrWorkload = errors.New("rootfs: the workload cannot start in this image")
+
+// treeFiles is the flattened image as workload.Files.
+type treeFiles struct{ *flatten.Tree }
+
+func (f treeFiles) MkdirAll(name string, perm fs.FileMode) error {
+	_, err := f.Tree.MkdirAll(name, uint32(perm.Perm()))
+	return err
 }

@@ -453,6 +453,7 @@ func TestManifestOptions(t *testing.T) {
 
 func TestMountPointsKeepImageEntries(t *testing.T) {
 	img, err := ocilayout.Build(ocilayout.Config{Cmd: []string{"/x"}}, []ocilayout.Layer{mustTar(t,
+		ocilayout.TarEntry{Header: th("x", tar.TypeReg, 0o755)},
 		ocilayout.TarEntry{Header: tar.Header{Name: "var", Typeflag: tar.TypeSymlink, Linkname: "/data/var"}},
 		ocilayout.TarEntry{Header: th("tmp/", tar.TypeDir, 0o1777)},
 		ocilayout.TarEntry{Header: tar.Header{Name: "proc/", Typeflag: tar.TypeDir, Mode: 0o500, Uid: 7}},

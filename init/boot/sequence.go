@@ -12,9 +12,9 @@ import (
 
 	"github.com/qtenclave/enclave/init/mount"
 	"github.com/qtenclave/enclave/init/reaper"
-	"github.com/qtenclave/enclave/init/workload"
 	"github.com/qtenclave/enclave/proto/launch"
 	"github.com/qtenclave/enclave/proto/status"
+	"github.com/qtenclave/enclave/proto/workload"
 )
 
 // run is the sequence of init/doc.go, step by step; each step's work is a

@@ -16,9 +16,9 @@ import (
 	"strings"
 	"syscall"
 
-	"github.com/qtenclave/enclave/init/user"
 	"github.com/qtenclave/enclave/proto/launch"
 	"github.com/qtenclave/enclave/proto/status"
+	"github.com/qtenclave/enclave/proto/user"
 )
 
 // Files is the view of the workload's root file system Prepare needs.

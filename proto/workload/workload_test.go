@@ -9,9 +9,9 @@ import (
 	"syscall"
 	"testing"
 
-	"github.com/qtenclave/enclave/init/user"
 	"github.com/qtenclave/enclave/proto/launch"
 	"github.com/qtenclave/enclave/proto/status"
+	"github.com/qtenclave/enclave/proto/user"
 )
 
 // newRoot builds a small image root: /bin/app (executable), /bin/data (not
