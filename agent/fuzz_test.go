@@ -72,6 +72,10 @@ func FuzzHandler(f *testing.F) {
 		"GET /v1/attestation?nonce=0102&public_key=ff HTTP/1.1\r\nHost: x\r\n\r\n",
 		"GET /v1/random?bytes=100 HTTP/1.1\r\nHost: x\r\nAccept: application/octet-stream\r\n\r\n",
 		"POST /v1/pcrs/16/extend HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n5\r\n{\"dat\r\n0\r\n\r\n",
+		"GET /v1/attestation?nonce=%zz HTTP/1.1\r\nHost: x\r\n\r\n",
+		"GET /v1/attestation?nonce=aa;user_data=bb HTTP/1.1\r\nHost: x\r\n\r\n",
+		"POST /v1/attestation HTTP/1.1\r\nHost: x\r\nContent-Length: 30\r\n\r\n{\"nonce\":\"AA==\",\"Nonce\":null}",
+		"POST /v1/attestation HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: 99999999\r\n\r\n",
 	} {
 		f.Add([]byte(s), true)
 		f.Add([]byte(s), false)

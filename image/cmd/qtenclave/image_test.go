@@ -684,3 +684,24 @@ func TestDescribeNestedMetadataBounded(t *testing.T) {
 		}
 	}
 }
+
+// FuzzDescribeMetadata: whatever the metadata bytes, describe prints JSON
+// within a small multiple of them (issue 14, item 4).
+func FuzzDescribeMetadata(f *testing.F) {
+	f.Add([]byte(`{"a":[1,2,{"b":{}}]}`))
+	f.Add([]byte(strings.Repeat("[", 50) + strings.Repeat("]", 50)))
+	f.Add([]byte(`not json`))
+	f.Fuzz(func(t *testing.T, md []byte) {
+		var out bytes.Buffer
+		doc := &image.Description{Metadata: json.RawMessage(md)}
+		if err := writeDescription(&out, doc); err != nil {
+			t.Fatalf("writeDescription(%q) = %v", md, err)
+		}
+		if !json.Valid(out.Bytes()) {
+			t.Fatalf("output for metadata %q is not JSON: %s", md, out.Bytes())
+		}
+		if out.Len() > 6*len(md)+8192 {
+			t.Fatalf("%d bytes of metadata printed as %d", len(md), out.Len())
+		}
+	})
+}
