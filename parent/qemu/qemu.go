@@ -40,14 +40,7 @@ func requestStop(ctx context.Context, p *emulator.Parent, port uint32, grace tim
 	defer c.Close()
 	dl, _ := ctx.Deadline()
 	c.SetDeadline(dl)
-	if _, err := io.WriteString(c, control.Stop{Grace: grace}.Line()); err != nil {
-		return err
-	}
-	line, err := bufio.NewReaderSize(io.LimitReader(c, control.MaxLine), control.MaxLine).ReadString('\n')
-	if err != nil {
-		return fmt.Errorf("no answer: %w", err)
-	}
-	return control.ParseAnswer(line)
+	return control.Request(c, grace)
 }
 
 // Exit codes of Run besides the workload's own status.

@@ -16,8 +16,10 @@
 package control
 
 import (
+	"bufio"
 	"errors"
 	"fmt"
+	"io"
 	"strconv"
 	"strings"
 	"time"
@@ -75,4 +77,17 @@ func ParseAnswer(line string) error {
 		return fmt.Errorf("control: stop refused: %s", strings.TrimSuffix(line[4:], "\n"))
 	}
 	return fmt.Errorf("%w: answer %.20q", ErrSyntax, line)
+}
+
+// Request sends a stop request on c (a connection to the enclave's control
+// port) and reads init's answer: nil once SIGTERM is on its way.
+func Request(c io.ReadWriter, grace time.Duration) error {
+	if _, err := io.WriteString(c, Stop{Grace: grace}.Line()); err != nil {
+		return fmt.Errorf("control: send stop: %w", err)
+	}
+	line, err := bufio.NewReaderSize(io.LimitReader(c, MaxLine), MaxLine).ReadString('\n')
+	if err != nil {
+		return fmt.Errorf("control: no answer: %w", err)
+	}
+	return ParseAnswer(line)
 }

@@ -1,7 +1,10 @@
 package control
 
 import (
+	"bufio"
 	"errors"
+	"io"
+	"net"
 	"testing"
 	"time"
 )
@@ -40,4 +43,30 @@ func FuzzParseStop(f *testing.F) {
 			t.Fatalf("ParseStop(Line(ParseStop(%q))) = %v, %v", line, again, err)
 		}
 	})
+}
+
+// TestRequest: the parent's side of the exchange, against a stand-in for
+// init that reads one request and answers.
+func TestRequest(t *testing.T) {
+	for _, tc := range []struct {
+		answer string
+		ok     bool
+	}{{OK, true}, {Refused("no workload running"), false}, {"", false}} {
+		a, b := net.Pipe()
+		got := make(chan string, 1)
+		go func() {
+			defer b.Close()
+			line, _ := bufio.NewReader(b).ReadString('\n')
+			got <- line
+			io.WriteString(b, tc.answer)
+		}()
+		err := Request(a, 1500*time.Millisecond)
+		a.Close()
+		if (err == nil) != tc.ok {
+			t.Errorf("Request with answer %q = %v, want ok %v", tc.answer, err, tc.ok)
+		}
+		if line := <-got; line != "STOP 1500\n" {
+			t.Errorf("init read %q, want STOP 1500", line)
+		}
+	}
 }
