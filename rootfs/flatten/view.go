@@ -24,8 +24,7 @@ const maxRead = 16 << 20
 // component is followed too.
 func (t *Tree) resolve(p string, follow bool) (*node, error) {
 	links := 0
-	var walk func(dir []*node, rest []string) (*node, error)
-	walk = func(stack []*node, rest []string) (*node, error) {
+	walk := func(stack []*node, rest []string) (*node, error) {
 		for len(rest) > 0 {
 			c := rest[0]
 			rest = rest[1:]
