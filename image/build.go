@@ -147,10 +147,33 @@ func build(ctx context.Context, out io.WriterAt, s Spec) (*eif.Measurements, err
 		return nil, err
 	}
 
-	ropts.Logf = func(format string, args ...any) {
-		prog.Stage("application ramdisk: " + fmt.Sprintf(format, args...))
-		s.logf(format, args...)
+	ropts.Logf = s.Logf
+	// The application ramdisk's first phase (reading and applying every
+	// layer) runs while the kernel, command line, metadata and bootstrap
+	// ramdisk are written and hashed: it is mostly copying, they are
+	// mostly hashing, and two cores do both at once.
+	type prepared struct {
+		r   *rootfs.Ramdisk
+		err error
 	}
+	pctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	ready := make(chan prepared, 1)
+	go func() {
+		r, err := rootfs.PrepareRamdisk(pctx, img, manifest, ropts)
+		ready <- prepared{r, err}
+	}()
+	var app *rootfs.Ramdisk
+	defer func() {
+		if app == nil { // not taken: wait for it, then release its spool
+			cancel()
+			if p := <-ready; p.r != nil {
+				p.r.Close()
+			}
+		} else {
+			app.Close()
+		}
+	}()
 	w := eif.NewWriter(out, eif.Options{Arch: s.Arch, Signer: s.Signer})
 	sections := []struct {
 		stage string
@@ -168,8 +191,14 @@ func build(ctx context.Context, out io.WriterAt, s Spec) (*eif.Measurements, err
 			return ramdiskSection(w, prog, func(sw io.Writer) error { return bootstrap.Write(sw, boot) })
 		}},
 		{"application ramdisk", func() error {
+			p := <-ready
+			if p.err != nil {
+				ready <- p // for the deferred wait
+				return p.err
+			}
+			app = p.r
 			return ramdiskSection(w, prog, func(sw io.Writer) error {
-				_, err := rootfs.WriteRamdiskManifest(ctx, sw, img, manifest, ropts)
+				_, err := app.WriteTo(ctx, sw)
 				return err
 			})
 		}},

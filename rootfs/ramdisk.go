@@ -51,41 +51,65 @@ func WriteRamdisk(ctx context.Context, w io.Writer, img *Image, opts Options) (*
 // WriteRamdiskManifest is WriteRamdisk with the launch manifest the caller
 // already made with Manifest (from the same img and opts).
 func WriteRamdiskManifest(ctx context.Context, w io.Writer, img *Image, m *launch.Manifest, opts Options) (*Stats, error) {
-	st, err := writeRamdisk(ctx, w, img, m, opts)
-	// Work cut short by ctx says why it stopped (interrupted by SIGTERM),
-	// not which read noticed.
-	return st, interrupt.Cause(ctx, err)
-}
-
-func writeRamdisk(ctx context.Context, w io.Writer, img *Image, m *launch.Manifest, opts Options) (*Stats, error) {
-	manifestJSON, err := m.Marshal()
+	r, err := PrepareRamdisk(ctx, img, m, opts)
 	if err != nil {
 		return nil, err
 	}
-	cmd, env := m.LegacyFiles()
+	defer r.Close()
+	return r.WriteTo(ctx, w)
+}
 
+// Ramdisk is an application ramdisk made in two phases, so that a caller
+// can overlap the first with other work: PrepareRamdisk reads and applies
+// every layer (to a spool file) and checks the result the way init will;
+// WriteTo streams the archive. Close releases the spool.
+type Ramdisk struct {
+	img  *Image
+	m    *launch.Manifest
+	opts Options
+	tree *flatten.Tree
+}
+
+// PrepareRamdisk is the first phase: the layers applied and checked.
+func PrepareRamdisk(ctx context.Context, img *Image, m *launch.Manifest, opts Options) (*Ramdisk, error) {
+	r, err := prepare(ctx, img, m, opts)
+	// Work cut short by ctx says why it stopped (interrupted by SIGTERM),
+	// not which read noticed.
+	return r, interrupt.Cause(ctx, err)
+}
+
+func prepare(ctx context.Context, img *Image, m *launch.Manifest, opts Options) (*Ramdisk, error) {
 	tree, err := flatten.New(flatten.Options{TempDir: opts.TempDir})
 	if err != nil {
 		return nil, err
 	}
-	defer tree.Close()
+	r := &Ramdisk{img: img, m: m, opts: opts, tree: tree}
+	if err := r.apply(ctx); err != nil {
+		tree.Close()
+		return nil, err
+	}
+	return r, nil
+}
+
+func (r *Ramdisk) apply(ctx context.Context) error {
+	tree, img, m := r.tree, r.img, r.m
 	for _, l := range img.layers {
 		if err := ctx.Err(); err != nil {
-			return nil, err
+			return err
 		}
-		opts.logf("rootfs: applying %v", l.id)
+		r.opts.logf("rootfs: applying %v", l.id)
 		if err := applyLayer(ctx, tree, l); err != nil {
-			return nil, fmt.Errorf("rootfs: %s: %w", img.ref, err)
+			return fmt.Errorf("rootfs: %s: %w", img.ref, err)
 		}
 	}
 	for _, mp := range MountPoints {
 		if _, err := tree.MkdirAll(mp.Name, mp.Perm); err != nil {
-			return nil, err
+			return err
 		}
 	}
 	if m.WorkingDir != "" {
 		if _, err := tree.MkdirAll(m.WorkingDir, 0o755); err != nil {
-			return nil, err
+			return err
 		}
 	}
 	// The image is checked the way init will check it at boot (the same
@@ -95,12 +119,31 @@ func writeRamdisk(ctx context.Context, w io.Writer, img *Image, m *launch.Manife
 	if _, err := workload.Prepare(m, treeFiles{tree}, ""); err != nil {
 		var we *workload.Error
 		if errors.As(err, &we) {
-			return nil, fmt.Errorf("%w: %v (init would end the boot with status %d, reason %s)",
+			return fmt.Errorf("%w: %v (init would end the boot with status %d, reason %s)",
 				ErrWorkload, err, we.Status().Code, we.Reason)
 		}
-		return nil, fmt.Errorf("%w: %v", ErrWorkload, err)
+		return fmt.Errorf("%w: %v", ErrWorkload, err)
 	}
+	return nil
+}
 
+// Close releases the spool.
+func (r *Ramdisk) Close() error { return r.tree.Close() }
+
+// WriteTo is the second phase: the archive streamed to w. On error, what
+// was written to w is incomplete and must be discarded.
+func (r *Ramdisk) WriteTo(ctx context.Context, w io.Writer) (*Stats, error) {
+	st, err := r.write(ctx, w)
+	return st, interrupt.Cause(ctx, err)
+}
+
+func (r *Ramdisk) write(ctx context.Context, w io.Writer) (*Stats, error) {
+	tree, img, m, opts := r.tree, r.img, r.m, r.opts
+	manifestJSON, err := m.Marshal()
+	if err != nil {
+		return nil, err
+	}
+	cmd, env := m.LegacyFiles()
 	cw := &countWriter{ctx: ctx, w: w}
 	aw := cpio.NewWriter(cw, cpio.Options{MTime: opts.MTime, Gzip: opts.Gzip})
 	perm, uid, gid := tree.Root()
