@@ -167,10 +167,12 @@ func TestSequence(t *testing.T) {
 	}
 	// The boot contract's order.
 	bind := "mount /rootfs /rootfs  0x5000"
+	// The secure-module lane (2-3) runs beside the console and command
+	// line steps: ordered after devtmpfs, not after them.
+	r.before(t, "mount devtmpfs /dev devtmpfs", "console", "loopback")
 	r.before(t,
 		"mount devtmpfs /dev devtmpfs", // 1. devtmpfs first
-		"console",
-		"load /nsm.ko.xz 4", // 2. compressed module
+		"load /nsm.ko.xz 4",            // 2. compressed module
 		"open module /dev/nsm",
 		"entropy 64 512", // 3. seeded from the module
 		"dial 3:9000",    // 4. heartbeat

@@ -60,6 +60,7 @@ type Parent struct {
 
 	heartbeat     chan struct{}
 	heartbeatOnce sync.Once
+	heartbeatAt   time.Time // set before heartbeat is closed
 	status        chan status.Status
 	statusOnce    sync.Once
 	listeners     []*vsockdev.Listener
@@ -156,6 +157,16 @@ func (p *Parent) ServeVhostUser(ctx context.Context, l *net.UnixListener) error 
 // Heartbeat is closed once the enclave's first heartbeat was answered.
 func (p *Parent) Heartbeat() <-chan struct{} { return p.heartbeat }
 
+// HeartbeatTime is when the first heartbeat was answered (zero before).
+func (p *Parent) HeartbeatTime() time.Time {
+	select {
+	case <-p.heartbeat:
+		return p.heartbeatAt
+	default:
+		return time.Time{}
+	}
+}
+
 // Status delivers the first exit status the enclave reports.
 func (p *Parent) Status() <-chan status.Status { return p.status }
 
@@ -173,7 +184,10 @@ func (p *Parent) answerHeartbeat(c net.Conn) {
 		p.logf("heartbeat to %v: %v", c.RemoteAddr(), err)
 		return
 	}
-	p.heartbeatOnce.Do(func() { close(p.heartbeat) })
+	p.heartbeatOnce.Do(func() {
+		p.heartbeatAt = time.Now()
+		close(p.heartbeat)
+	})
 }
 
 // maxStatusLine bounds the status message.

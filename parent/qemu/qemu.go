@@ -383,6 +383,9 @@ func Run(o *Options, sigc <-chan os.Signal, stdout, stderr io.Writer) (int, erro
 	report := func(format string, args ...any) {
 		out.Flush()
 		msg := fmt.Sprintf(format, args...)
+		if hb := parent.HeartbeatTime(); booted == 0 && !hb.IsZero() {
+			booted = hb.Sub(start) // the status came first out of the select
+		}
 		if booted > 0 {
 			msg += fmt.Sprintf(", heartbeat after %.2fs", booted.Seconds())
 		}
