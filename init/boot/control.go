@@ -22,7 +22,10 @@ type stopper struct {
 	grace time.Duration // the manifest's, or control.DefaultGrace
 
 	mu      sync.Mutex
-	pid     int // the workload, 0 before it starts and after it ends
+	pid     int  // the workload, 0 before it starts and after it ends
+	ended   bool // the workload has ended
+	pending bool // a stop came before the workload had started
+	pgrace  time.Duration
 	stopped bool
 	kill    *time.Timer
 	wg      sync.WaitGroup
@@ -86,17 +89,27 @@ func (s *stopper) handle(c vsock.Conn) {
 }
 
 // stop sends SIGTERM to the workload's process group now and SIGKILL
-// after the grace period (the request's, else the manifest's). A second
-// request while stopping is answered OK and changes nothing.
+// after the grace period (the request's, else the manifest's). A request
+// that comes while the workload is being started is carried out as soon
+// as it runs; a second request while stopping changes nothing.
 func (s *stopper) stop(grace time.Duration) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.pid == 0 {
-		return fmt.Errorf("no workload running")
-	}
-	if s.stopped {
+	switch {
+	case s.ended:
+		return fmt.Errorf("the workload has ended")
+	case s.stopped:
+		return nil
+	case s.pid == 0:
+		s.pending, s.pgrace = true, grace
 		return nil
 	}
+	s.signal(grace)
+	return nil
+}
+
+// signal does the stop; s.mu is held and s.pid is the workload.
+func (s *stopper) signal(grace time.Duration) {
 	if grace <= 0 {
 		grace = s.grace
 	}
@@ -114,7 +127,6 @@ func (s *stopper) stop(grace time.Duration) error {
 			s.b.Procs.Kill(-pid, syscall.SIGKILL)
 		}
 	})
-	return nil
 }
 
 // running tells the stopper which process to stop (0: none any more).
@@ -123,11 +135,18 @@ func (s *stopper) running(pid int) {
 		return
 	}
 	s.mu.Lock()
+	defer s.mu.Unlock()
 	s.pid = pid
-	if pid == 0 && s.kill != nil {
-		s.kill.Stop()
+	switch {
+	case pid == 0:
+		s.ended = true
+		if s.kill != nil {
+			s.kill.Stop()
+		}
+	case s.pending:
+		s.pending = false
+		s.signal(s.pgrace)
 	}
-	s.mu.Unlock()
 }
 
 // close stops listening.

@@ -4,7 +4,9 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 
+	"github.com/qtenclave/enclave/init/console"
 	"github.com/qtenclave/enclave/init/vsock"
 	"github.com/qtenclave/enclave/proto/status"
 )
@@ -108,5 +110,30 @@ func TestStopBadRequest(t *testing.T) {
 	}
 	if r.ev.index("kill -42") >= 0 {
 		t.Errorf("a malformed request signalled the workload")
+	}
+}
+
+// TestStopBeforeTheWorkloadRuns: a request that comes while the workload
+// is being started is carried out as soon as it runs (the window between
+// the process starting and init knowing its pid); one after its end is
+// refused.
+func TestStopBeforeTheWorkloadRuns(t *testing.T) {
+	ev := &events{}
+	procs := newProcs(ev)
+	b := &Boot{Con: console.New(&syncBuffer{}), Procs: procs}
+	s := &stopper{b: b, grace: time.Hour}
+	if err := s.stop(0); err != nil {
+		t.Fatalf("stop before the workload = %v, want it taken", err)
+	}
+	if ev.index("kill") >= 0 {
+		t.Fatalf("signalled before the workload ran: %q", ev.all())
+	}
+	s.running(42)
+	if ev.index("kill -42 15") < 0 {
+		t.Errorf("no SIGTERM once the workload ran: %q", ev.all())
+	}
+	s.running(0)
+	if err := s.stop(0); err == nil {
+		t.Errorf("stop after the workload ended = nil, want refused")
 	}
 }
