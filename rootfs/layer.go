@@ -92,32 +92,37 @@ func storedBlobOpener(l v1.Layer) func() (io.ReadCloser, error) {
 		}
 		br := bufio.NewReaderSize(blob, 1<<16)
 		magic, _ := br.Peek(4)
-		if got, promised := byMagic(magic), byMediaType(mt); got != promised {
-			blob.Close()
+		promised := byMediaType(mt)
+		if got := byMagic(magic); got != promised {
+			raw.Close()
 			return nil, fmt.Errorf("%w: media type %s promises %s, the blob is %s", ErrCompression, mt, promised, got)
 		}
-		var content io.Reader
-		var closeContent func()
-		switch byMediaType(mt) {
-		case gzipped:
-			zr, err := kgzip.NewReader(br)
-			if err != nil {
-				blob.Close()
-				return nil, fmt.Errorf("gunzip: %w", err)
-			}
-			content, closeContent = zr, func() { zr.Close() }
-		case zstded:
-			zr, err := zstd.NewReader(br, zstd.WithDecoderConcurrency(1))
-			if err != nil {
-				blob.Close()
-				return nil, fmt.Errorf("zstd: %w", err)
-			}
-			content, closeContent = zr, zr.Close
-		default:
-			content, closeContent = br, func() {}
+		content, closeContent, err := decompress(promised, br)
+		if err != nil {
+			raw.Close()
+			return nil, err
 		}
 		return &storedLayer{content: content, closeContent: closeContent, br: br, blob: blob}, nil
 	}
+}
+
+// decompress reads r's content as compressed by c.
+func decompress(c compression, r io.Reader) (io.Reader, func(), error) {
+	switch c {
+	case gzipped:
+		zr, err := kgzip.NewReader(r)
+		if err != nil {
+			return nil, nil, fmt.Errorf("gunzip: %w", err)
+		}
+		return zr, func() { zr.Close() }, nil
+	case zstded:
+		zr, err := zstd.NewReader(r, zstd.WithDecoderConcurrency(1))
+		if err != nil {
+			return nil, nil, fmt.Errorf("zstd: %w", err)
+		}
+		return zr, zr.Close, nil
+	}
+	return r, func() {}, nil
 }
 
 // storedLayer is a stored blob's content.
@@ -190,20 +195,23 @@ func (c *checked) Close() error {
 	if _, err := io.Copy(io.Discard, c); err != nil {
 		return err
 	}
+	return c.verify()
+}
+
+// verify compares what was read with what was promised: the size (when
+// checked), then the digest.
+func (c *checked) verify() error {
 	if c.size >= 0 && c.n != c.size {
 		return fmt.Errorf("%w: %s is %d bytes, its descriptor says %d", ErrDigest, c.what, c.n, c.size)
 	}
 	if got := hex.EncodeToString(c.h.Sum(nil)); got != c.want.Hex {
-		return fmt.Errorf("%w: %s is %s:%s, %s", ErrDigest, c.what, c.want.Algorithm, got, wantSays(c.what, c.want))
+		says := "the manifest says "
+		if c.what == "content" {
+			says = "the config's diff_id is "
+		}
+		return fmt.Errorf("%w: %s is %s:%s, %s%s", ErrDigest, c.what, c.want.Algorithm, got, says, c.want)
 	}
 	return nil
-}
-
-func wantSays(what string, want v1.Hash) string {
-	if what == "content" {
-		return "the config's diff_id is " + want.String()
-	}
-	return "the manifest says " + want.String()
 }
 
 // diffChecked wraps a layer's content so that, once read to its end and
@@ -228,18 +236,14 @@ type diffReader struct{ c *checked }
 func (d *diffReader) Read(p []byte) (int, error) { return d.c.Read(p) }
 
 // Close checks the content (after draining it), then closes the layer
-// (which checks its blob).
+// (which checks its blob); the blob's verdict comes first.
 func (d *diffReader) Close() error {
 	_, derr := io.Copy(io.Discard, d.c)
-	cerr := d.c.raw.Close()
+	if err := d.c.raw.Close(); err != nil {
+		return err
+	}
 	if derr != nil {
 		return derr
 	}
-	if cerr != nil {
-		return cerr
-	}
-	if got := hex.EncodeToString(d.c.h.Sum(nil)); got != d.c.want.Hex {
-		return fmt.Errorf("%w: content is %s:%s, the config's diff_id is %s", ErrDigest, d.c.want.Algorithm, got, d.c.want)
-	}
-	return nil
+	return d.c.verify()
 }
