@@ -152,25 +152,18 @@ func build(ctx context.Context, out io.WriterAt, s Spec) (*eif.Measurements, err
 	// layer) runs while the kernel, command line, metadata and bootstrap
 	// ramdisk are written and hashed: it is mostly copying, they are
 	// mostly hashing, and two cores do both at once.
-	type prepared struct {
-		r   *rootfs.Ramdisk
-		err error
-	}
 	pctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	ready := make(chan prepared, 1)
-	go func() {
-		r, err := rootfs.PrepareRamdisk(pctx, img, manifest, ropts)
-		ready <- prepared{r, err}
-	}()
 	var app *rootfs.Ramdisk
+	var appErr error
+	prepared := make(chan struct{})
+	go func() {
+		defer close(prepared)
+		app, appErr = rootfs.PrepareRamdisk(pctx, img, manifest, ropts)
+	}()
 	defer func() {
-		if app == nil { // not taken: wait for it, then release its spool
-			cancel()
-			if p := <-ready; p.r != nil {
-				p.r.Close()
-			}
-		} else {
+		cancel() // an earlier section failed: stop applying layers
+		<-prepared
+		if app != nil {
 			app.Close()
 		}
 	}()
@@ -191,12 +184,10 @@ func build(ctx context.Context, out io.WriterAt, s Spec) (*eif.Measurements, err
 			return ramdiskSection(w, prog, func(sw io.Writer) error { return bootstrap.Write(sw, boot) })
 		}},
 		{"application ramdisk", func() error {
-			p := <-ready
-			if p.err != nil {
-				ready <- p // for the deferred wait
-				return p.err
+			<-prepared
+			if appErr != nil {
+				return appErr
 			}
-			app = p.r
 			return ramdiskSection(w, prog, func(sw io.Writer) error {
 				_, err := app.WriteTo(ctx, sw)
 				return err
