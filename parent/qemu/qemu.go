@@ -377,25 +377,17 @@ func Run(o *Options, sigc <-chan os.Signal, stdout, stderr io.Writer) (int, erro
 		defer t.Stop()
 		timeout = t.C
 	}
-	heartbeat := parent.Heartbeat()
 	var stopping <-chan time.Time // set once a stop was requested
-	var booted time.Duration
 	report := func(format string, args ...any) {
 		out.Flush()
 		msg := fmt.Sprintf(format, args...)
-		if hb := parent.HeartbeatTime(); booted == 0 && !hb.IsZero() {
-			booted = hb.Sub(start) // the status came first out of the select
-		}
-		if booted > 0 {
-			msg += fmt.Sprintf(", heartbeat after %.2fs", booted.Seconds())
+		if hb := parent.HeartbeatTime(); !hb.IsZero() {
+			msg += fmt.Sprintf(", heartbeat after %.2fs", hb.Sub(start).Seconds())
 		}
 		fmt.Fprintf(stderr, "qtenclave run: %s (%.2fs)\n", msg, time.Since(start).Seconds())
 	}
 	for {
 		select {
-		case <-heartbeat:
-			booted = time.Since(start)
-			heartbeat = nil
 		case st := <-parent.Status():
 			// The enclave reported; let it power off by itself, briefly.
 			select {
