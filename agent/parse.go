@@ -137,8 +137,6 @@ func attestationQuery(r *http.Request) (qtsm.AttestationRequest, error) {
 			req.UserData = b
 		case "public_key":
 			req.PublicKey = b
-		default:
-			return req, badRequest("unknown query parameter %q", k)
 		}
 	}
 	return req, nil

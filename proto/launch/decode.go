@@ -166,23 +166,15 @@ func (d *decoder) field(m *Manifest, key string) error {
 			m.TmpNoexec = b
 		}
 	case "nofile_limit":
-		var text string
+		var n uint64
 		var ok bool
-		if text, ok, err = d.number(); err == nil && ok {
-			n, perr := strconv.ParseUint(text, 10, 64)
-			if perr != nil {
-				return d.errorf("nofile_limit %s out of range", text)
-			}
+		if n, ok, err = d.unsigned(key, 64); err == nil && ok {
 			m.NofileLimit = n
 		}
 	case "stop_timeout":
-		var text string
+		var n uint64
 		var ok bool
-		if text, ok, err = d.number(); err == nil && ok {
-			n, perr := strconv.ParseUint(text, 10, 32)
-			if perr != nil {
-				return d.errorf("stop_timeout %s out of range", text)
-			}
+		if n, ok, err = d.unsigned(key, 32); err == nil && ok {
 			m.StopTimeout = uint32(n)
 		}
 	case "agent":
@@ -198,6 +190,19 @@ func (d *decoder) field(m *Manifest, key string) error {
 		return d.errorf("unknown field %q", key)
 	}
 	return err
+}
+
+// unsigned reads a number that fits bits unsigned bits, or null (ok
+// false); key names it in the error.
+func (d *decoder) unsigned(key string, bits int) (n uint64, ok bool, err error) {
+	text, ok, err := d.number()
+	if err != nil || !ok {
+		return 0, ok, err
+	}
+	if n, err = strconv.ParseUint(text, 10, bits); err != nil {
+		return 0, false, d.errorf("%s %s out of range", key, text)
+	}
+	return n, true, nil
 }
 
 // number reads an integer literal (JSON number syntax without fraction or
