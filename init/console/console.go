@@ -67,7 +67,7 @@ func (c *Console) line(src logstream.Source, s string) {
 	mirror := c.mirror
 	c.mu.Unlock()
 	if mirror != nil {
-		mirror(src, string(b[:len(b)-1]))
+		mirror(src, strings.TrimSuffix(s, "\n")) // s as written, no copy
 	}
 }
 
