@@ -705,3 +705,18 @@ func FuzzDescribeMetadata(f *testing.F) {
 		}
 	})
 }
+
+// TestBuildRefusesWithoutLeftovers: an image init could not run fails the
+// build (its application ramdisk is prepared while the other sections are
+// written), and neither the spool nor a partial image is left.
+func TestBuildRefusesWithoutLeftovers(t *testing.T) {
+	f := newFixture(t)
+	outDir := t.TempDir()
+	code, _, stderr := cli(t, f.buildArgs(filepath.Join(outDir, "app.eif"), "--cmd", "/missing")...)
+	if code != exitFailed || !strings.Contains(stderr, `exec "/missing": no such file or directory`) {
+		t.Fatalf("build with a missing program = %d, %q; want %d and init's message", code, stderr, exitFailed)
+	}
+	if left, _ := os.ReadDir(outDir); len(left) != 0 {
+		t.Errorf("left behind: %v", left)
+	}
+}
