@@ -76,6 +76,9 @@ func FuzzHandler(f *testing.F) {
 		"GET /v1/attestation?nonce=aa;user_data=bb HTTP/1.1\r\nHost: x\r\n\r\n",
 		"POST /v1/attestation HTTP/1.1\r\nHost: x\r\nContent-Length: 30\r\n\r\n{\"nonce\":\"AA==\",\"Nonce\":null}",
 		"POST /v1/attestation HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: 99999999\r\n\r\n",
+		"POST /v1/raw HTTP/1.1\r\nHost: x\r\nContent-Type: application/cbor\r\nContent-Length: 17\r\n\r\n\xa1\x67LockPCR\xa1\x65index\x10",
+		"POST /v1/raw HTTP/1.1\r\nHost: x\r\nContent-Type: application/cbor\r\nContent-Length: 28\r\n\r\n\xa1\x69ExtendPCR\xa2\x65index\x10\x64data\x43\x01\x02\x03",
+		"POST /v1/raw HTTP/1.1\r\nHost: x\r\nContent-Type: application/cbor\r\nContent-Length: 10\r\n\r\n\x69GetRandom",
 	} {
 		f.Add([]byte(s), true)
 		f.Add([]byte(s), false)

@@ -37,6 +37,7 @@ const (
 	PathLockRange   = "/v1/pcrs/lock"           // POST LockRangeRequest
 	PathAttestation = "/v1/attestation"         // POST AttestationRequest, or GET ?nonce=HEX&...
 	PathRandom      = "/v1/random"              // GET, ?bytes=N
+	PathRaw         = "/v1/raw"                 // POST: the module's CBOR request in, its CBOR answer out
 )
 
 // Media types.
