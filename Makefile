@@ -15,7 +15,7 @@ BINARIES := \
 	qtsm:./agent/cmd/qtsm \
 	qtenclave:./image/cmd/qtenclave
 
-.PHONY: all build test unit race lint e2e demo fuzz bench clean
+.PHONY: all build clib test unit race lint e2e demo fuzz bench clean
 
 all: build
 
@@ -28,6 +28,12 @@ build:
 			$(GO) build $(GOFLAGS_R) -ldflags='$(LDFLAGS_R)' -o $(BIN)/$$name $$pkg; \
 		fi; \
 	done
+
+# The drop-in C libraries libqtsm and libnsm (agent/clib/README.md), built
+# with the system C compiler into $(BIN)/clib. Their tests run in make unit
+# (package agent/clib).
+clib:
+	$(MAKE) --no-print-directory -C agent/clib OUT=$(abspath $(BIN))/clib
 
 # staticcheck is pinned as a tool in go.mod (go get -tool), fetched from the
 # Go module proxy on first use.
