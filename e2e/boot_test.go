@@ -97,25 +97,36 @@ func (h *harness) demoImage(t *testing.T) string {
 	if out, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("build demo: %v\n%s", err, out)
 	}
-	img, err := ocilayout.Build(ocilayout.Config{
-		Entrypoint: []string{"/app"},
-		Env:        []string{"MODE=demo"},
-	}, []ocilayout.Layer{ocilayout.DirLayer(fsdir, dirtar.Options{})}, ocilayout.Options{})
-	if err != nil {
-		t.Fatalf("demo image: %v", err)
-	}
-	layout := filepath.Join(h.tmp, "demo-oci")
-	if err := ocilayout.WriteLayout(layout, "demo", img); err != nil {
-		t.Fatalf("demo layout: %v", err)
-	}
-	return "oci:" + layout + ":demo"
+	return h.packImage(t, "demo", fsdir, ocilayout.Config{Entrypoint: []string{"/app"}, Env: []string{"MODE=demo"}})
 }
 
-// build runs qtenclave build and returns the EIF path and the PCRs it printed.
+// packImage packs the directory fsdir into an OCI layout named name, and
+// returns its reference.
+func (h *harness) packImage(t *testing.T, name, fsdir string, cfg ocilayout.Config) string {
+	t.Helper()
+	img, err := ocilayout.Build(cfg, []ocilayout.Layer{ocilayout.DirLayer(fsdir, dirtar.Options{})}, ocilayout.Options{})
+	if err != nil {
+		t.Fatalf("%s image: %v", name, err)
+	}
+	layout := filepath.Join(h.tmp, name+"-oci")
+	if err := ocilayout.WriteLayout(layout, name, img); err != nil {
+		t.Fatalf("%s layout: %v", name, err)
+	}
+	return "oci:" + layout + ":" + name
+}
+
+// build runs qtenclave build of the demo image and returns the EIF path and
+// the PCRs it printed.
 func (h *harness) build(t *testing.T, name string, extra ...string) (string, map[string]string) {
 	t.Helper()
+	return h.buildImage(t, name, h.imageRef, extra...)
+}
+
+// buildImage is build for another image.
+func (h *harness) buildImage(t *testing.T, name, imageRef string, extra ...string) (string, map[string]string) {
+	t.Helper()
 	out := filepath.Join(h.tmp, name+".eif")
-	args := append([]string{"build", "--image", h.imageRef, "--kernel", h.kernel, "--kmod", h.kmod,
+	args := append([]string{"build", "--image", imageRef, "--kernel", h.kernel, "--kmod", h.kmod,
 		"--init", filepath.Join(h.bin, "init"), "--agent", filepath.Join(h.bin, "qtsm-agent"), "-o", out}, extra...)
 	cmd := exec.Command(filepath.Join(h.bin, "qtenclave"), args...)
 	var stdout, stderr bytes.Buffer
@@ -340,9 +351,16 @@ func TestIntegrationBootTime(t *testing.T) {
 // qtenclave build printed and the workload's nonce.
 func checkAttestation(t *testing.T, r bootResult, pcrs map[string]string) {
 	t.Helper()
-	m := regexp.MustCompile(`(?m)^stdout: demo: attestation nonce=([0-9a-f]+) document=(\S+)$`).FindStringSubmatch(r.stream)
+	checkDocumentLine(t, r, "stdout: demo: attestation", pcrs)
+}
+
+// checkDocumentLine is checkAttestation for the stream line that starts
+// with prefix and goes on " nonce=HEX document=BASE64".
+func checkDocumentLine(t *testing.T, r bootResult, prefix string, pcrs map[string]string) {
+	t.Helper()
+	m := regexp.MustCompile(`(?m)^` + regexp.QuoteMeta(prefix) + ` nonce=([0-9a-f]+) document=(\S+)$`).FindStringSubmatch(r.stream)
 	if m == nil {
-		t.Errorf("log stream has no attestation document line")
+		t.Errorf("log stream has no line %q with a document", prefix)
 		return
 	}
 	nonce, err1 := hex.DecodeString(m[1])
