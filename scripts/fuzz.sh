@@ -34,4 +34,13 @@ for pkg in $(go list "$pattern"); do
 		rm -f "$log"
 	done
 done
+# The C libraries' answer parser (agent/clib), with its own mutation fuzzer
+# under AddressSanitizer and UBSan.
+if go list "$pattern" | grep -qx 'github.com/qtenclave/enclave/agent/clib'; then
+	echo "== fuzz agent/clib fuzz_answers for $time"
+	if ! QTSM_CFUZZ_TIME="$time" go test -count=1 -run='^TestFuzzAnswers$' -v ./agent/clib/; then
+		echo "== fuzz agent/clib fuzz_answers: FAILED"
+		failed=1
+	fi
+fi
 exit $failed

@@ -290,3 +290,20 @@ func TestConcurrency(t *testing.T) {
 		t.Errorf("agent dropped %d, rejected %d requests", after.Dropped-before.Dropped, after.Rejected-before.Rejected)
 	}
 }
+
+// TestFuzzAnswers runs the C answer-parser fuzzer (test/fuzz_answers.c,
+// AddressSanitizer and UBSan) for QTSM_CFUZZ_TIME (a Go duration, default
+// 2s); make fuzz runs it for FUZZTIME.
+func TestFuzzAnswers(t *testing.T) {
+	dir := built(t)
+	d := 2 * time.Second
+	if v := os.Getenv("QTSM_CFUZZ_TIME"); v != "" {
+		var err error
+		if d, err = time.ParseDuration(v); err != nil {
+			t.Fatalf("QTSM_CFUZZ_TIME=%q: %v", v, err)
+		}
+	}
+	seed := fmt.Sprint(time.Now().UnixNano())
+	out := run(t, nil, filepath.Join(dir, "fuzz_answers"), fmt.Sprintf("%.0f", max(d.Seconds(), 1)), seed)
+	t.Log(strings.TrimSpace(out))
+}

@@ -80,6 +80,17 @@ bool qte_r_bool(struct qte_r *r, bool *v);
 bool qte_r_skip(struct qte_r *r);
 bool qte_text_is(const uint8_t *s, size_t n, const char *want);
 
+/* Answers: qte_answer checks that buf[0..n) is want's answer and leaves
+ * its body in *body, or returns the module's error; the readers take the
+ * fields out of a body. Separate from the exchange so that they can be
+ * fuzzed (test/fuzz_answers.c). */
+enum qte_status qte_answer(const uint8_t *buf, size_t n, const char *want, struct qte_r *body);
+/* A map body whose field key is a byte string (and "lock" a bool, when lock
+ * is not NULL); *b points into the body. */
+enum qte_status qte_read_bytes(struct qte_r *body, const char *key, bool *lock, const uint8_t **b, size_t *n);
+struct qte_description;
+enum qte_status qte_read_describe(struct qte_r *body, struct qte_description *d);
+
 /* The operations, in the core's terms. Output lengths are capacity in,
  * length out; too small gives QTE_BUFFER_TOO_SMALL, the needed length and
  * nothing copied. */

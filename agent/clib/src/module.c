@@ -37,6 +37,46 @@ static bool is_variant(const uint8_t *name, size_t n, const char *want)
 	return strcmp(want, "DescribeNSM") == 0 && (qte_text_is(name, n, "Describe") || qte_text_is(name, n, "DescribeQTSM"));
 }
 
+/* qte_answer reads an answer: want's body in *body (empty for a unit
+ * variant), or the module's error. */
+enum qte_status qte_answer(const uint8_t *buf, size_t n, const char *want, struct qte_r *body)
+{
+	struct qte_r r = {buf, n, 0};
+	unsigned major;
+	uint64_t v;
+	const uint8_t *name;
+	size_t name_len;
+	if (!qte_r_head(&r, &major, &v))
+		return QTE_INVALID_RESPONSE;
+	if (major == QTE_TEXT) { /* a unit variant */
+		r.off = 0;
+		if (!qte_r_string(&r, QTE_TEXT, &name, &name_len) || r.off != r.len || !is_variant(name, name_len, want))
+			return QTE_INVALID_RESPONSE;
+		*body = (struct qte_r){buf, 0, 0};
+		return QTE_OK;
+	}
+	if (major != QTE_MAP || v != 1 || !qte_r_string(&r, QTE_TEXT, &name, &name_len))
+		return QTE_INVALID_RESPONSE;
+	size_t start = r.off;
+	if (!qte_r_skip(&r) || r.off != r.len)
+		return QTE_INVALID_RESPONSE;
+	struct qte_r b = {buf + start, r.len - start, 0};
+	if (qte_text_is(name, name_len, "Error")) {
+		const uint8_t *e;
+		size_t e_len;
+		if (!qte_r_string(&b, QTE_TEXT, &e, &e_len) || b.off != b.len)
+			return QTE_INVALID_RESPONSE;
+		for (size_t i = 0; i < sizeof errors / sizeof errors[0]; i++)
+			if (qte_text_is(e, e_len, errors[i].name))
+				return errors[i].status;
+		return QTE_INTERNAL_ERROR; /* an error this library does not know */
+	}
+	if (!is_variant(name, name_len, want))
+		return QTE_INVALID_RESPONSE;
+	*body = b;
+	return QTE_OK;
+}
+
 /* call sends the request in w and reads the answer: want's body in a, or
  * the module's error. The caller frees a->buf. */
 static enum qte_status call(int h, const struct qte_w *w, const char *want, struct answer *a)
@@ -54,40 +94,7 @@ static enum qte_status call(int h, const struct qte_w *w, const char *want, stru
 	enum qte_status st = qte_exchange(&route, w->p, w->len, a->buf, &n);
 	if (st != QTE_OK)
 		return st;
-	struct qte_r r = {a->buf, n, 0};
-	unsigned major;
-	uint64_t v;
-	const uint8_t *name;
-	size_t name_len;
-	if (!qte_r_head(&r, &major, &v))
-		return QTE_INVALID_RESPONSE;
-	if (major == QTE_TEXT) { /* a unit variant */
-		r.off = 0;
-		if (!qte_r_string(&r, QTE_TEXT, &name, &name_len) || r.off != r.len || !is_variant(name, name_len, want))
-			return QTE_INVALID_RESPONSE;
-		a->body = (struct qte_r){a->buf, 0, 0};
-		return QTE_OK;
-	}
-	if (major != QTE_MAP || v != 1 || !qte_r_string(&r, QTE_TEXT, &name, &name_len))
-		return QTE_INVALID_RESPONSE;
-	size_t start = r.off;
-	if (!qte_r_skip(&r) || r.off != r.len)
-		return QTE_INVALID_RESPONSE;
-	struct qte_r body = {a->buf + start, r.len - start, 0};
-	if (qte_text_is(name, name_len, "Error")) {
-		const uint8_t *e;
-		size_t e_len;
-		if (!qte_r_string(&body, QTE_TEXT, &e, &e_len))
-			return QTE_INVALID_RESPONSE;
-		for (size_t i = 0; i < sizeof errors / sizeof errors[0]; i++)
-			if (qte_text_is(e, e_len, errors[i].name))
-				return errors[i].status;
-		return QTE_INTERNAL_ERROR; /* an error this library does not know */
-	}
-	if (!is_variant(name, name_len, want))
-		return QTE_INVALID_RESPONSE;
-	a->body = body;
-	return QTE_OK;
+	return qte_answer(a->buf, n, want, &a->body);
 }
 
 /* fields walks a map body: for each key, fn reads its value or returns
@@ -152,13 +159,27 @@ static int bytes_field(void *ctx, const uint8_t *key, size_t n, struct qte_r *r)
 	return 0;
 }
 
-static enum qte_status bytes_answer(int h, const struct qte_w *w, const char *variant, struct bytes_field *f,
+enum qte_status qte_read_bytes(struct qte_r *body, const char *key, bool *lock, const uint8_t **b, size_t *n)
+{
+	struct bytes_field f = {.key = key, .lock = lock};
+	if (!fields(body, &f, bytes_field, lock ? 3u : 1u))
+		return QTE_INVALID_RESPONSE;
+	*b = f.b;
+	*n = f.n;
+	return QTE_OK;
+}
+
+static enum qte_status bytes_answer(int h, const struct qte_w *w, const char *variant, const char *key, bool *lock,
 	uint8_t *dst, uint32_t *cap)
 {
 	struct answer a;
+	const uint8_t *b;
+	size_t n;
 	enum qte_status st = call(h, w, variant, &a);
 	if (st == QTE_OK)
-		st = fields(&a.body, f, bytes_field, f->lock ? 3u : 1u) ? out(f->b, f->n, dst, cap) : QTE_INVALID_RESPONSE;
+		st = qte_read_bytes(&a.body, key, lock, &b, &n);
+	if (st == QTE_OK)
+		st = out(b, n, dst, cap);
 	free(a.buf);
 	return st;
 }
@@ -182,8 +203,7 @@ enum qte_status qte_describe_pcr(int h, uint16_t index, bool *lock, uint8_t *dat
 	REQUEST(w);
 	index_request(&w, "DescribePCR", "index", index);
 	bool l = false;
-	struct bytes_field f = {.key = "data", .lock = &l};
-	enum qte_status st = bytes_answer(h, &w, "DescribePCR", &f, data, len);
+	enum qte_status st = bytes_answer(h, &w, "DescribePCR", "data", &l, data, len);
 	if (st == QTE_OK || st == QTE_BUFFER_TOO_SMALL)
 		*lock = l;
 	return st;
@@ -200,8 +220,7 @@ enum qte_status qte_extend_pcr(int h, uint16_t index, const uint8_t *data, uint3
 	qte_w_head(&w, QTE_UINT, index);
 	qte_w_text(&w, "data");
 	qte_w_bytes(&w, data, data_len);
-	struct bytes_field f = {.key = "data"};
-	return bytes_answer(h, &w, "ExtendPCR", &f, dst, cap);
+	return bytes_answer(h, &w, "ExtendPCR", "data", NULL, dst, cap);
 }
 
 static enum qte_status unit_answer(int h, const struct qte_w *w, const char *variant)
@@ -241,8 +260,7 @@ enum qte_status qte_attestation(int h, const uint8_t *user_data, uint32_t user_d
 	qte_w_bytes(&w, nonce, nonce_len);
 	qte_w_text(&w, "public_key");
 	qte_w_bytes(&w, public_key, public_key_len);
-	struct bytes_field f = {.key = "document"};
-	return bytes_answer(h, &w, "Attestation", &f, doc, doc_len);
+	return bytes_answer(h, &w, "Attestation", "document", NULL, doc, doc_len);
 }
 
 enum qte_status qte_random(int h, uint8_t *dst, size_t cap, size_t *n)
@@ -250,15 +268,16 @@ enum qte_status qte_random(int h, uint8_t *dst, size_t cap, size_t *n)
 	REQUEST(w);
 	qte_w_text(&w, "GetRandom");
 	struct answer a;
-	struct bytes_field f = {.key = "random"};
+	const uint8_t *b;
+	size_t got = 0;
 	enum qte_status st = call(h, &w, "GetRandom", &a);
-	if (st == QTE_OK && !fields(&a.body, &f, bytes_field, 1))
-		st = QTE_INVALID_RESPONSE;
-	if (st == QTE_OK && f.n == 0)
+	if (st == QTE_OK)
+		st = qte_read_bytes(&a.body, "random", NULL, &b, &got);
+	if (st == QTE_OK && got == 0)
 		st = QTE_INVALID_RESPONSE; /* no progress: refused rather than looped on */
 	if (st == QTE_OK) {
-		*n = f.n < cap ? f.n : cap;
-		memcpy(dst, f.b, *n);
+		*n = got < cap ? got : cap;
+		memcpy(dst, b, *n);
 	}
 	free(a.buf);
 	return st;
@@ -314,15 +333,20 @@ static int describe_field(void *ctx, const uint8_t *key, size_t n, struct qte_r 
 	return 0;
 }
 
+enum qte_status qte_read_describe(struct qte_r *body, struct qte_description *d)
+{
+	memset(d, 0, sizeof *d);
+	return fields(body, d, describe_field, 127) ? QTE_OK : QTE_INVALID_RESPONSE;
+}
+
 enum qte_status qte_describe(int h, struct qte_description *d)
 {
 	REQUEST(w);
 	qte_w_text(&w, "DescribeNSM");
 	struct answer a;
-	memset(d, 0, sizeof *d);
 	enum qte_status st = call(h, &w, "DescribeNSM", &a);
-	if (st == QTE_OK && !fields(&a.body, d, describe_field, 127))
-		st = QTE_INVALID_RESPONSE;
+	if (st == QTE_OK)
+		st = qte_read_describe(&a.body, d);
 	free(a.buf);
 	return st;
 }
