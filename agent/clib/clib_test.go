@@ -14,6 +14,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -165,6 +166,42 @@ func TestFallback(t *testing.T) {
 	missing := filepath.Join(t.TempDir(), "missing")
 	run(t, []string{"QTSM_SOCKET=" + missing, "QTSM_DEVICE=" + missing}, filepath.Join(dir, "abi_test_asan"), "no-module")
 	run(t, []string{"QTSM_SOCKET=" + missing, "QTSM_DEVICE=/dev/null"}, filepath.Join(dir, "abi_test_asan"), "device-unusable")
+}
+
+// TestDenied runs the ABI test as an unprivileged user against an agent
+// socket only root may use (the agent's default mode 0660, root's group):
+// init must fail with -EACCES at once, not at the first call.
+func TestDenied(t *testing.T) {
+	dir := built(t)
+	if os.Geteuid() != 0 {
+		t.Skip("skipped: needs root to run the test as another user")
+	}
+	_, _, sock := serve(t, qtsm.VendorNitro)
+	// The binary and the socket's directory must be reachable by uid 65534.
+	pub, err := os.MkdirTemp("", "clib-denied-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer os.RemoveAll(pub)
+	for _, d := range []string{pub, filepath.Dir(sock), filepath.Dir(filepath.Dir(sock))} {
+		if err := os.Chmod(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	bin := filepath.Join(pub, "abi_test_asan")
+	b, err := os.ReadFile(filepath.Join(dir, "abi_test_asan"))
+	if err == nil {
+		err = os.WriteFile(bin, b, 0o755)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(bin, "denied")
+	cmd.Env = append(os.Environ(), "QTSM_SOCKET="+sock)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534, Groups: []uint32{}}}
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("abi_test denied as uid 65534: %v\n%s", err, out)
+	}
 }
 
 // TestExports checks that each library exports exactly its ABI: the

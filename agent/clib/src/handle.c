@@ -61,9 +61,16 @@ int qte_open(const char *const *devices)
 	int fd = -1;
 	if (sock == NULL || *sock == 0)
 		sock = "/run/qtsm.sock";
-	if (stat(sock, &st) == 0 && S_ISSOCK(st.st_mode)) {
+	bool seen = stat(sock, &st) == 0;
+	if (!seen && errno != ENOENT && errno != ENOTDIR)
+		return -errno; /* there may be an agent we cannot see: never go around it */
+	if (seen && S_ISSOCK(st.st_mode)) {
 		if (strlen(sock) >= sizeof route.path)
 			return -ENAMETOOLONG;
+		/* Connecting needs write permission on the socket: say so now
+		 * rather than at the first call. */
+		if (faccessat(AT_FDCWD, sock, W_OK, AT_EACCESS) != 0)
+			return -errno;
 		fd = open(sock, O_PATH | O_CLOEXEC);
 		route.kind = QTE_AGENT;
 		strcpy(route.path, sock);

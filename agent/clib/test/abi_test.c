@@ -11,7 +11,10 @@
  *   abi_test no-module         neither agent nor device: init fails
  *   abi_test device-unusable   QTSM_DEVICE is not a secure module: init
  *                              succeeds, calls fail with INTERNAL_ERROR
+ *   abi_test denied            the agent's socket is not ours to connect to:
+ *                              init fails with -EACCES
  */
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -296,8 +299,11 @@ int main(int argc, char **argv)
 		CHECK(ec == ERROR_CODE_INTERNAL_ERROR, "nsm describe_pcr on a device that is not a module = %d", ec);
 		qtsm_lib_exit(q);
 		nsm_lib_exit(n);
+	} else if (strcmp(mode, "denied") == 0) {
+		int q = qtsm_lib_init(), n = nsm_lib_init();
+		CHECK(q == -EACCES && n == -EACCES, "init on a socket we may not connect to: %d %d, want %d", q, n, -EACCES);
 	} else {
-		fprintf(stderr, "usage: abi_test agent DOCFILE | no-module | device-unusable\n");
+		fprintf(stderr, "usage: abi_test agent DOCFILE | no-module | device-unusable | denied\n");
 		return 2;
 	}
 	printf("abi_test %s: %d checks, %d failed\n", mode, checks, failed);
