@@ -8,7 +8,8 @@
 // the workload's exit status on Status (proto/status) and, when the kernel
 // command line asks for it, sends its log stream on Log (proto/logstream)
 // and takes the parent's stop request on its own port Control
-// (proto/control).
+// (proto/control). The companion opens egress tunnels to the parent's
+// Egress port (proto/tunnel).
 // The kernel command line can move each (init/cmdline).
 package vsockports
 
@@ -20,6 +21,8 @@ const (
 	Heartbeat = 9000
 	Status    = 9001
 	Log       = 9002
+	// Egress takes the enclave's egress tunnels (proto/tunnel).
+	Egress = 9004
 )
 
 // Control is the enclave's own port for the parent's requests (stop):
