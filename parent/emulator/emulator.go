@@ -14,16 +14,17 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/qtenclave/enclave/proto/vsockports"
 	"io"
 	"net"
 	"sync"
 	"time"
 
+	"github.com/qtenclave/enclave/internal/splice"
 	"github.com/qtenclave/enclave/parent/vhostuser"
 	"github.com/qtenclave/enclave/parent/vsockdev"
 	"github.com/qtenclave/enclave/proto/logstream"
 	"github.com/qtenclave/enclave/proto/status"
+	"github.com/qtenclave/enclave/proto/vsockports"
 )
 
 // Defaults.
@@ -260,22 +261,9 @@ func (p *Parent) pipe(ctx context.Context, hc net.Conn, guestPort uint32) {
 		p.logf("forward %v -> enclave port %d: %v", hc.RemoteAddr(), guestPort, err)
 		return
 	}
-	defer gc.Close()
 	stop := context.AfterFunc(ctx, func() { hc.Close(); gc.Close() })
 	defer stop()
-	done := make(chan struct{})
-	go func() {
-		io.Copy(gc, hc)
-		gc.CloseWrite()
-		close(done)
-	}()
-	if _, err := io.Copy(hc, gc); err != nil {
-		hc.Close() // the enclave side broke: abort both directions
-		gc.Close()
-	} else if cw, ok := hc.(interface{ CloseWrite() error }); ok {
-		cw.CloseWrite()
-	}
-	<-done
+	splice.Join(hc, gc, 0)
 }
 
 // Close stops the services and resets all connections.

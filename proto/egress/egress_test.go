@@ -30,20 +30,20 @@ func TestParseRule(t *testing.T) {
 		{"example.com:0443", ""},
 		{"example.com:+443", ""},
 		{"example.com:https", ""},
-		{"fd00::1", ""},             // IPv6 without brackets
-		{"[example.com]:443", ""},   // brackets for names
-		{"[fd00::1]x", ""},          // text after ]
-		{"[fd00::1", ""},            // no ]
-		{"10.0.0.1/8", ""},          // host bits
-		{"10.0.0.0/33", ""},         // bad prefix
-		{"300.1.2.3", ""},           // not an address, not a name
-		{"a.**.example.com", ""},    // ** not first
-		{"**", ""},                  // everything
-		{"api-*.example.com", ""},   // partial wildcard
-		{"-api.example.com", ""},    // leading hyphen
-		{"api..example.com", ""},    // empty label
-		{"api example.com", ""},     // space
-		{"exa\x00mple.com", ""},     // NUL
+		{"fd00::1", ""},           // IPv6 without brackets
+		{"[example.com]:443", ""}, // brackets for names
+		{"[fd00::1]x", ""},        // text after ]
+		{"[fd00::1", ""},          // no ]
+		{"10.0.0.1/8", ""},        // host bits
+		{"10.0.0.0/33", ""},       // bad prefix
+		{"300.1.2.3", ""},         // not an address, not a name
+		{"a.**.example.com", ""},  // ** not first
+		{"**", ""},                // everything
+		{"api-*.example.com", ""}, // partial wildcard
+		{"-api.example.com", ""},  // leading hyphen
+		{"api..example.com", ""},  // empty label
+		{"api example.com", ""},   // space
+		{"exa\x00mple.com", ""},   // NUL
 		{strings.Repeat("a", 64) + ".com", ""},
 		{strings.Repeat("a.", 150) + "com", ""},
 	} {
@@ -78,8 +78,8 @@ func TestCheck(t *testing.T) {
 		{"api.example.com:80", "default deny"},
 		{"x.api.example.com:443", "default deny"},
 		{"a.svc.example.com:1", "allow *.svc.example.com"},
-		{"a.b.svc.example.com:1", "default deny"},          // * is one label
-		{"svc.example.com:1", "default deny"},              // * is not zero labels
+		{"a.b.svc.example.com:1", "default deny"},                     // * is one label
+		{"svc.example.com:1", "default deny"},                         // * is not zero labels
 		{"secret.svc.example.com:443", "deny secret.svc.example.com"}, // deny wins
 		{"s3.amazonaws.com:443", "allow **.amazonaws.com:443"},
 		{"a.b.c.amazonaws.com:443", "allow **.amazonaws.com:443"},

@@ -53,7 +53,9 @@ type Refusal struct {
 	Text string
 }
 
-func (r *Refusal) Error() string { return fmt.Sprintf("parent refused the tunnel: %s: %s", r.Code, r.Text) }
+func (r *Refusal) Error() string {
+	return fmt.Sprintf("parent refused the tunnel: %s: %s", r.Code, r.Text)
+}
 
 // readLine reads one line of at most MaxLine bytes, byte by byte, and
 // returns it without its newline.
