@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"strings"
 
+	"github.com/qtenclave/enclave/proto/egress"
 	"github.com/qtenclave/enclave/proto/launch"
 )
 
@@ -25,6 +26,16 @@ func Manifest(img *Image, opts Options) (*launch.Manifest, error) {
 	}
 	if l := opts.Launch; l != nil {
 		m.Hostname, m.TmpNoexec, m.NofileLimit, m.Agent, m.StopTimeout = l.Hostname, l.TmpNoexec, l.NofileLimit, l.Agent, l.StopTimeout
+		if e := l.Egress; e != nil {
+			// The rules as proto/egress reads them, normalised, so that the
+			// measured manifest holds exactly what is enforced.
+			p, err := egress.Parse(e.Allow, e.Deny)
+			if err != nil {
+				return nil, fmt.Errorf("rootfs: %w", err)
+			}
+			allow, deny := p.Strings()
+			m.Egress = &launch.Egress{Allow: allow, Deny: deny, ProxyPort: e.ProxyPort}
+		}
 	}
 	if m.WorkingDir != "" && !strings.HasPrefix(m.WorkingDir, "/") {
 		return nil, fmt.Errorf("rootfs: working directory %q is not absolute", m.WorkingDir)

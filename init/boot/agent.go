@@ -84,13 +84,18 @@ func (b *Boot) startAgent(execPath string, gid uint32) (func() (string, error), 
 	var readyR *os.File
 	first := true
 	start := func() (int, <-chan reaper.Status, error) {
-		// Every instance gets the same socket as descriptor 3.
+		// Every instance gets the same socket as descriptor 3 (and the
+		// egress proxy's listener as 4).
 		argv := []string{"qtsm-agent", "--socket", b.Opts.AgentSocket, "--listen-fd", "3", "--device", b.device}
 		if gid != 0 {
 			argv = append(argv, "--group", strconv.FormatUint(uint64(gid), 10))
 		}
 		p := Proc{Path: execPath, Env: []string{"PATH=" + launch.DefaultPath}, Dir: "/", Setsid: true, Stdout: outW, Stderr: outW,
 			Extra: []*os.File{sock}}
+		if b.egressFile != nil {
+			p.Extra = append(p.Extra, b.egressFile)
+			argv = append(argv, egressArgs(b.egress, 3+len(p.Extra)-1)...)
+		}
 		var readyW *os.File
 		if first {
 			first = false
@@ -98,8 +103,8 @@ func (b *Boot) startAgent(execPath string, gid uint32) (func() (string, error), 
 			if readyR, readyW, err = os.Pipe(); err != nil {
 				return 0, nil, err
 			}
-			argv = append(argv, "--ready-fd", "4")
 			p.Extra = append(p.Extra, readyW)
+			argv = append(argv, "--ready-fd", strconv.Itoa(3+len(p.Extra)-1))
 		}
 		p.Argv = argv
 		pid, done, err := b.Procs.Start(p)

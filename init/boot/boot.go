@@ -26,6 +26,7 @@ import (
 	"github.com/qtenclave/enclave/init/reaper"
 	"github.com/qtenclave/enclave/init/supervise"
 	"github.com/qtenclave/enclave/init/vsock"
+	"github.com/qtenclave/enclave/proto/launch"
 	"github.com/qtenclave/enclave/proto/status"
 	"github.com/qtenclave/enclave/qtsm/device"
 )
@@ -52,6 +53,8 @@ type Machine interface {
 	// ListenUnix creates a listening Unix stream socket at path with mode
 	// and, when gid >= 0, group gid (see package listen).
 	ListenUnix(path string, mode fs.FileMode, gid int) (*os.File, error)
+	// ListenLoopback creates a listening TCP socket on 127.0.0.1:port.
+	ListenLoopback(port int) (*os.File, error)
 	Sethostname(name string) error
 	SetNofile(n uint64) error
 	Loopback() (netlo.Result, error)
@@ -188,9 +191,11 @@ type Boot struct {
 	// Waits for other parties, excluded from init's own time.
 	deviceWait, crngWait time.Duration
 	agent                *supervise.Supervisor
-	agentOut             *os.File      // init's copy of the write end of the agent's output pipe
-	agentDone            chan struct{} // closed when all agent output is on the console
-	agentReady           chan struct{} // closed when the agent-ready line is written
+	agentOut             *os.File       // init's copy of the write end of the agent's output pipe
+	agentDone            chan struct{}  // closed when all agent output is on the console
+	agentReady           chan struct{}  // closed when the agent-ready line is written
+	egress               *launch.Egress // the way out, when the manifest opens one
+	egressFile           *os.File       // its proxy's listener, handed to the agent
 	release              []func()
 	afterExec            func() // runs once the workload has started
 	stopper              *stopper

@@ -655,3 +655,62 @@ func TestAgentNeverReadyQuickExit(t *testing.T) {
 		t.Errorf("console lacks the agent-ready failure line:\n%s", out)
 	}
 }
+
+// TestSequenceEgress: a manifest that opens egress gets the proxy's
+// listener on 127.0.0.1 before the agent and the workload start, the
+// agent serves it (descriptor 4, the rules as flags, the ready pipe
+// after), and the workload gets the proxy variables, except one the image
+// sets itself.
+func TestSequenceEgress(t *testing.T) {
+	tree := baseTree()
+	tree["launch.json"] = entry{`{"version":1,"cmd":["app"],"env":["NO_PROXY=internal.example"],` +
+		`"egress":{"allow":["api.example.com:443","**.amazonaws.com"],"deny":["10.0.0.0/8"],"proxy_port":8888}}`, 0}
+	tree["qtsm-agent"] = entry{"agent", 0o755}
+	tree["nsm.ko.xz"] = entry{"module", 0}
+	r := newRig(t, tree, "console=ttyS0")
+	r.m.ready = false // the module's bytes make it ready
+	r.m.modDev = "/dev/nsm"
+	r.procs.workload = func(p Proc, kill <-chan syscall.Signal) syscall.WaitStatus { return exitCode(0) }
+	if st := r.finish(t); st != status.Exit(0) {
+		t.Fatalf("status = %+v, want exit 0; console:\n%s", st, r.out.String())
+	}
+	r.before(t, "loopback", "listen-loopback 8888", "start /proc/self/fd/100", "start /bin/app")
+	a, _ := r.procs.byPath("/proc/self/fd/100")
+	want := []string{"qtsm-agent", "--socket", "/run/qtsm.sock", "--listen-fd", "3", "--device", "/dev/nsm",
+		"--egress-fd", "4", "--egress-allow", "api.example.com:443", "--egress-allow", "**.amazonaws.com", "--egress-deny", "10.0.0.0/8",
+		"--ready-fd", "5"}
+	if !slices.Equal(a.Argv, want) || len(a.Extra) != 3 {
+		t.Errorf("agent argv = %q with %d extra descriptors, want %q and 3", a.Argv, len(a.Extra), want)
+	}
+	w, _ := r.procs.byPath("/bin/app")
+	for _, kv := range []string{"HTTP_PROXY=http://127.0.0.1:8888", "https_proxy=http://127.0.0.1:8888", "NO_PROXY=internal.example", "no_proxy=localhost,127.0.0.1,::1"} {
+		if !slices.Contains(w.Env, kv) {
+			t.Errorf("workload env %q lacks %q", w.Env, kv)
+		}
+	}
+	if slices.Contains(w.Env, "NO_PROXY=localhost,127.0.0.1,::1") {
+		t.Errorf("init replaced the image's NO_PROXY: %q", w.Env)
+	}
+	if !regexp.MustCompile(`(?m)^init: step egress ok in \d+\.\d{3}ms: proxy on 127.0.0.1:8888, 2 allow and 1 deny rules$`).MatchString(r.out.String()) {
+		t.Errorf("no egress step line:\n%s", r.out.String())
+	}
+}
+
+// TestSequenceEgressWithoutAgent: egress needs the companion; without it
+// the boot ends with the setup status, before the workload.
+func TestSequenceEgressWithoutAgent(t *testing.T) {
+	tree := baseTree()
+	tree["launch.json"] = entry{`{"version":1,"cmd":["app"],"agent":false,"egress":{"allow":["a.example"]}}`, 0}
+	r := newRig(t, tree, "console=ttyS0")
+	r.m.modDev = "/dev/nsm"
+	st := r.finish(t)
+	if st != status.Failed(status.Setup) {
+		t.Errorf("status = %+v, want the setup failure", st)
+	}
+	if _, ok := r.procs.byPath("/bin/app"); ok {
+		t.Errorf("the workload started")
+	}
+	if !strings.Contains(r.out.String(), "step egress failed") {
+		t.Errorf("no failed egress step:\n%s", r.out.String())
+	}
+}

@@ -173,6 +173,17 @@ func (m *fakeMachine) ListenUnix(path string, mode fs.FileMode, gid int) (*os.Fi
 	}
 	return unixsock.Listen(m.host(path), mode, -1)
 }
+func (m *fakeMachine) ListenLoopback(port int) (*os.File, error) {
+	if err := m.op(fmt.Sprintf("listen-loopback %d", port)); err != nil {
+		return nil, err
+	}
+	l, err := net.Listen("tcp", "127.0.0.1:0") // any port: tests run side by side
+	if err != nil {
+		return nil, err
+	}
+	defer l.Close()
+	return l.(*net.TCPListener).File()
+}
 func (m *fakeMachine) Sync()         { m.op("sync") }
 func (m *fakeMachine) Reboot() error { return m.op("reboot") }
 

@@ -105,6 +105,27 @@ func (Linux) ListenUnix(path string, mode fs.FileMode, gid int) (*os.File, error
 	return unixsock.Listen(path, mode, gid)
 }
 
+// ListenLoopback implements Machine with system calls: init links no
+// network package.
+func (Linux) ListenLoopback(port int) (*os.File, error) {
+	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return nil, fmt.Errorf("socket: %w", err)
+	}
+	err = unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_REUSEADDR, 1)
+	if err == nil {
+		err = unix.Bind(fd, &unix.SockaddrInet4{Port: port, Addr: [4]byte{127, 0, 0, 1}})
+	}
+	if err == nil {
+		err = unix.Listen(fd, 256)
+	}
+	if err != nil {
+		unix.Close(fd)
+		return nil, fmt.Errorf("listen on 127.0.0.1:%d: %w", port, err)
+	}
+	return os.NewFile(uintptr(fd), fmt.Sprintf("tcp 127.0.0.1:%d", port)), nil
+}
+
 // Sethostname implements Machine.
 func (Linux) Sethostname(name string) error { return unix.Sethostname([]byte(name)) }
 

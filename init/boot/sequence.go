@@ -67,8 +67,11 @@ func (b *Boot) run() (status.Status, error) {
 	if err != nil {
 		return status.Status{}, workloadFatal(err)
 	}
-	b.step("agent-start", func() (string, error) { return b.agentStart(agentExec, spec.User.GID) })
 	joinLoopback() // if the boot fails earlier, its result is not logged
+	if err := b.egressListen(m, agentExec, spec); err != nil {
+		return status.Status{}, &fatal{status.Failed(status.Setup), err}
+	}
+	b.step("agent-start", func() (string, error) { return b.agentStart(agentExec, spec.User.GID) })
 	b.step("hostname", func() (string, error) { return hostname, b.M.Sethostname(hostname) })
 	b.step("hosts", func() (string, error) { return b.writeHosts(hostname) })
 	b.step("rlimits", func() (string, error) { return fmt.Sprintf("nofile %d", nofile), b.M.SetNofile(nofile) })

@@ -186,10 +186,49 @@ func (d *decoder) field(m *Manifest, key string) error {
 				m.Agent = nil
 			}
 		}
+	case "egress":
+		if d.null() {
+			m.Egress = nil
+			return nil
+		}
+		if m.Egress == nil {
+			m.Egress = &Egress{}
+		}
+		err = d.egress(m.Egress)
 	default:
 		return d.errorf("unknown field %q", key)
 	}
 	return err
+}
+
+func (d *decoder) egress(e *Egress) error {
+	seen := map[string]bool{}
+	return d.list('{', '}', func() error {
+		key, err := d.str()
+		if err != nil {
+			return err
+		}
+		if seen[key] {
+			return d.errorf("duplicate field egress.%s", key)
+		}
+		seen[key] = true
+		if err := d.expect(':'); err != nil {
+			return err
+		}
+		switch key {
+		case "allow":
+			return d.strings(&e.Allow)
+		case "deny":
+			return d.strings(&e.Deny)
+		case "proxy_port":
+			n, ok, err := d.unsigned("egress.proxy_port", 16)
+			if err == nil && ok {
+				e.ProxyPort = uint16(n)
+			}
+			return err
+		}
+		return d.errorf("unknown field egress.%q", key)
+	})
 }
 
 // unsigned reads a number that fits bits unsigned bits, or null (ok

@@ -78,6 +78,9 @@ func FuzzDecodeMatchesJSON(f *testing.F) {
 	f.Add([]byte(`{"version":1,"entrypoint":["/app"],"cmd":["-v"],"env":["A=1"],"user":"app","working_dir":"/srv","tmp_noexec":true,"agent":false,"nofile_limit":4096,"hostname":"h"}`))
 	f.Add([]byte(`{"cmd":["\ud83d\ude00\u0000"],"agent":null}`))
 	f.Add([]byte(`{"version":-0,"env":[]}`))
+	f.Add([]byte(`{"cmd":["/a"],"egress":{"allow":["a.example:443","10.0.0.0/8"],"deny":[],"proxy_port":3128}}`))
+	f.Add([]byte(`{"egress":null,"cmd":["/a"]}`))
+	f.Add([]byte(`{"egress":{"proxy_port":null,"allow":null}}`))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		got, err := decode(data)
 		if err != nil {

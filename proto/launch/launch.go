@@ -61,6 +61,31 @@ type Manifest struct {
 	// SIGKILL when the parent stops the enclave (0 = proto/control's
 	// DefaultGrace), as docker run --stop-timeout.
 	StopTimeout uint32 `json:"stop_timeout,omitempty"`
+	// Egress opens the way out (nil: none): the policy the companion and
+	// the parent enforce, measured with the rest of the manifest.
+	Egress *Egress `json:"egress,omitempty"`
+}
+
+// Egress is the workload's way out of the enclave (proto/egress).
+type Egress struct {
+	// Allow and Deny are egress rules (proto/egress); what no rule allows
+	// is refused.
+	Allow []string `json:"allow,omitempty"`
+	Deny  []string `json:"deny,omitempty"`
+	// ProxyPort is the HTTP proxy's port on 127.0.0.1 (0: DefaultProxyPort).
+	ProxyPort uint16 `json:"proxy_port,omitempty"`
+}
+
+// DefaultProxyPort is the egress proxy's port unless the manifest says
+// otherwise (the usual port of an HTTP proxy).
+const DefaultProxyPort = 3128
+
+// Port is the proxy's port.
+func (e *Egress) Port() int {
+	if e.ProxyPort == 0 {
+		return DefaultProxyPort
+	}
+	return int(e.ProxyPort)
 }
 
 // ErrNoCommand is returned when neither Entrypoint nor Cmd give a program.
@@ -134,6 +159,16 @@ func (m *Manifest) Validate() error {
 	if m.Hostname != "" {
 		if err := CheckHostname(m.Hostname); err != nil {
 			return invalid("%v", err)
+		}
+	}
+	if e := m.Egress; e != nil {
+		// The rules' syntax is proto/egress's, checked where they are
+		// used (qtenclave build, the companion, the parent); init, which
+		// links no network code, only carries them.
+		for _, r := range append(append([]string(nil), e.Allow...), e.Deny...) {
+			if r == "" || hasControl(r) || strings.ContainsAny(r, " \t") {
+				return invalid("egress rule %q is empty or holds a space or control character", r)
+			}
 		}
 	}
 	return nil

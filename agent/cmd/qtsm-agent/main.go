@@ -7,6 +7,14 @@
 //	qtsm-agent [--socket /run/qtsm.sock] [--mode 0660] [--group NAME|GID]
 //	           [--device auto|/dev/nsm|/dev/qtsm|PATH] [--sim[=nitro|qingtian]]
 //	           [--timeout 30s] [--max-queue 1024] [--ready-fd N] [--listen-fd N]
+//	           [--egress-fd N --egress-allow RULE.. --egress-deny RULE.. [--egress-port 9004]]
+//
+// With --egress-fd it is also the enclave's egress companion: it serves the
+// workload's HTTP proxy (package agent/egress) on the TCP listener it
+// inherits as that descriptor (init creates it on 127.0.0.1 before the
+// workload starts), allowing what the rules allow (proto/egress; they are
+// the launch manifest's), through tunnels to the parent's vsock port
+// --egress-port.
 //
 // With --listen-fd (socket activation, how init starts it) the agent serves
 // the listening socket it inherits as that descriptor: whoever started it
@@ -41,6 +49,9 @@ import (
 
 	"github.com/qtenclave/enclave/agent"
 	"github.com/qtenclave/enclave/agent/api"
+	agentegress "github.com/qtenclave/enclave/agent/egress"
+	"github.com/qtenclave/enclave/proto/egress"
+	"github.com/qtenclave/enclave/proto/vsockports"
 	"github.com/qtenclave/enclave/qtsm"
 )
 
@@ -96,10 +107,14 @@ type config struct {
 	maxQueue   int
 	readyFD    int
 	listenFD   int
+	egressFD   int
+	egressPort uint
+	egress     *egress.Policy
 }
 
 func parseFlags(args []string, stderr io.Writer) (*config, error) {
-	c := &config{group: -1, readyFD: -1, listenFD: -1}
+	c := &config{group: -1, readyFD: -1, listenFD: -1, egressFD: -1}
+	var allow, deny listFlag
 	fs := flag.NewFlagSet("qtsm-agent", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.StringVar(&c.socket, "socket", api.DefaultSocket, "Unix socket to listen on")
@@ -112,8 +127,24 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 	fs.IntVar(&c.maxQueue, "max-queue", agent.DefaultMaxQueue, "requests that may wait for the device before 503 Busy")
 	fs.IntVar(&c.readyFD, "ready-fd", -1, `write "ready\n" to this descriptor and close it once listening`)
 	fs.IntVar(&c.listenFD, "listen-fd", -1, "serve the listening Unix socket inherited as this descriptor (socket activation; --socket names it)")
+	fs.IntVar(&c.egressFD, "egress-fd", -1, "serve the egress HTTP proxy on the TCP listener inherited as this descriptor")
+	fs.Var(&allow, "egress-allow", "egress `RULE` the proxy allows (repeatable)")
+	fs.Var(&deny, "egress-deny", "egress `RULE` the proxy denies (repeatable)")
+	fs.UintVar(&c.egressPort, "egress-port", vsockports.Egress, "the parent's vsock port for egress tunnels")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
+	}
+	if c.egressFD >= 0 {
+		if c.egressFD < 3 {
+			return nil, fmt.Errorf("--egress-fd %d: want a descriptor above 2", c.egressFD)
+		}
+		p, err := egress.Parse(allow, deny)
+		if err != nil {
+			return nil, err
+		}
+		c.egress = p
+	} else if len(allow)+len(deny) > 0 {
+		return nil, errors.New("--egress-allow and --egress-deny go with --egress-fd")
 	}
 	if fs.NArg() != 0 {
 		return nil, fmt.Errorf("unexpected arguments %q", fs.Args())
@@ -144,6 +175,12 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 	}
 	return c, nil
 }
+
+// listFlag is a repeatable string flag.
+type listFlag []string
+
+func (l *listFlag) String() string     { return strings.Join(*l, ",") }
+func (l *listFlag) Set(s string) error { *l = append(*l, s); return nil }
 
 // lookupGroup resolves a group name or numeric GID.
 func lookupGroup(s string) (int, error) {
@@ -223,6 +260,14 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	served := make(chan error, 1)
 	go func(served chan<- error) { served <- srv.Serve(l) }(served)
 	logger.Printf("listening on %s (device %s)", c.socket, device)
+	if c.egressFD >= 0 {
+		stopEgress, err := serveEgress(c, logger)
+		if err != nil {
+			logger.Print(err)
+		} else {
+			defer stopEgress()
+		}
+	}
 	if c.readyFD >= 0 {
 		if err := agent.SignalReady(c.readyFD); err != nil {
 			logger.Print(err)
@@ -249,6 +294,24 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		logger.Printf("stopped")
 	}
 	return code
+}
+
+// serveEgress serves the workload's egress proxy on the inherited listener.
+func serveEgress(c *config, logger *log.Logger) (stop func(), err error) {
+	l, err := net.FileListener(os.NewFile(uintptr(c.egressFD), "egress"))
+	if err != nil {
+		return nil, fmt.Errorf("egress: listener on descriptor %d: %w", c.egressFD, err)
+	}
+	px := &agentegress.Proxy{Policy: c.egress, Open: agentegress.VsockOpen(vsockports.ParentCID, uint32(c.egressPort)), Logf: logger.Printf}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		if err := px.Serve(l); err != nil {
+			logger.Printf("egress: %v", err)
+		}
+	}()
+	logger.Printf("egress proxy on %s (%d allow, %d deny rules, tunnels to %d:%d)", l.Addr(), len(c.egress.Allow), len(c.egress.Deny), vsockports.ParentCID, c.egressPort)
+	return func() { l.Close(); <-done }, nil
 }
 
 // listen creates the socket, or takes the inherited one.

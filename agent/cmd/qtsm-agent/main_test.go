@@ -51,6 +51,9 @@ func TestFlags(t *testing.T) {
 		{[]string{"--sim", "--device", "/dev/nsm"}, 2, "exclusive"},
 		{[]string{"extra"}, 2, "unexpected arguments"},
 		{[]string{"--listen-fd", "1"}, 2, "--listen-fd 1: want a descriptor above 2"},
+		{[]string{"--egress-allow", "a.example"}, 2, "go with --egress-fd"},
+		{[]string{"--egress-fd", "2", "--egress-allow", "a.example"}, 2, "--egress-fd 2: want a descriptor above 2"},
+		{[]string{"--egress-fd", "9", "--egress-allow", "a.*b.example"}, 2, `egress rule "a.*b.example"`},
 		{[]string{"--device", "/nonexistent/nsm"}, 1, "open secure module /nonexistent/nsm"},
 		{[]string{"--device-wait", "100ms"}, 1, "no secure-module device"},
 	} {

@@ -98,6 +98,11 @@ func runBuild(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	fs.Uint64Var(&knobs.NofileLimit, "nofile", 0, "RLIMIT_NOFILE for the workload (launch manifest; init's default: 65536)")
 	var stopTimeout uint
 	fs.UintVar(&stopTimeout, "stop-timeout", 0, "seconds between SIGTERM and SIGKILL when the enclave is stopped (launch manifest; default 10)")
+	var egressAllow, egressDeny cliflag.List
+	var proxyPort uint
+	fs.Var(&egressAllow, "egress-allow", "allow egress to `RULE` (host[:port], *.name, **.name, IP, CIDR; repeatable; launch manifest, measured); turns egress on")
+	fs.Var(&egressDeny, "egress-deny", "deny egress to `RULE` (repeatable; deny wins)")
+	fs.UintVar(&proxyPort, "egress-proxy-port", 0, "the egress HTTP proxy's port on 127.0.0.1 (default 3128)")
 	pos, err := cliflag.Parse(fs, args)
 	if err != nil {
 		return usageExit(err)
@@ -133,7 +138,14 @@ func runBuild(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		return exitUsage
 	}
 	knobs.StopTimeout = uint32(stopTimeout)
-	if knobs.Hostname != "" || knobs.TmpNoexec || knobs.NofileLimit != 0 || knobs.StopTimeout != 0 {
+	if len(egressAllow) > 0 || len(egressDeny) > 0 || proxyPort != 0 {
+		if proxyPort > 65535 {
+			fmt.Fprintf(stderr, "qtenclave build: --egress-proxy-port %d: not a port\n", proxyPort)
+			return exitUsage
+		}
+		knobs.Egress = &launch.Egress{Allow: egressAllow, Deny: egressDeny, ProxyPort: uint16(proxyPort)}
+	}
+	if knobs.Hostname != "" || knobs.TmpNoexec || knobs.NofileLimit != 0 || knobs.StopTimeout != 0 || knobs.Egress != nil {
 		c.launch = &knobs
 	}
 	c.override = rootfs.Config{Entrypoint: entrypoint.V, Cmd: cmd.V, Env: env, WorkingDir: workdir, User: user}
