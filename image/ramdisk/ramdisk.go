@@ -15,11 +15,13 @@ package ramdisk
 
 import (
 	"bufio"
+	"bytes"
 	"compress/gzip"
 	"crypto/sha256"
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"strconv"
 
 	"github.com/qtenclave/enclave/rootfs/cpio"
@@ -138,6 +140,57 @@ func (c *countingReader) align() error {
 // archive order (the trailers are not reported). It stops at the first
 // error, from the data or from fn.
 func Walk(r io.Reader, fn func(*Entry) error) error {
+	return walk(r, &walker{fn: fn})
+}
+
+// walker is what a walk does with each record: capture, when set, may
+// return a writer that also receives the record's content.
+type walker struct {
+	fn      func(*Entry) error
+	capture func(*Entry) io.Writer
+}
+
+// ReadFile returns the content of the regular file name (as stored,
+// without a leading "/" or "./") in the archives r holds: its last record,
+// as the kernel's unpacker would leave it. It reads all of r; a record of
+// that name over max bytes, or not a regular file, is refused.
+func ReadFile(r io.Reader, name string, max int64) ([]byte, error) {
+	var (
+		buf   *bytes.Buffer
+		found bool
+	)
+	err := walk(r, &walker{
+		capture: func(e *Entry) io.Writer {
+			if e.Name == name && e.Type() == TypeReg && e.Size <= max {
+				buf = new(bytes.Buffer)
+				return buf
+			}
+			return nil
+		},
+		fn: func(e *Entry) error {
+			if e.Name != name {
+				return nil
+			}
+			switch {
+			case e.Type() != TypeReg:
+				return fmt.Errorf("%w: %s is not a regular file", ErrFormat, name)
+			case e.Size > max:
+				return fmt.Errorf("%w: %s is %d bytes, more than %d", ErrFormat, name, e.Size, max)
+			}
+			found = true
+			return nil
+		},
+	})
+	if err != nil {
+		return nil, err
+	}
+	if !found {
+		return nil, fmt.Errorf("%s: %w", name, fs.ErrNotExist)
+	}
+	return buf.Bytes(), nil
+}
+
+func walk(r io.Reader, w *walker) error {
 	br := bufio.NewReaderSize(r, 64<<10)
 	archive := 0
 	for {
@@ -159,7 +212,7 @@ func Walk(r io.Reader, fn func(*Entry) error) error {
 			}
 			zr.Multistream(false)
 			// A gzip member may hold several archives itself.
-			n, err := walkStream(&countingReader{r: bufio.NewReaderSize(zr, 64<<10)}, archive, fn)
+			n, err := walkStream(&countingReader{r: bufio.NewReaderSize(zr, 64<<10)}, archive, w)
 			if err != nil {
 				return err
 			}
@@ -171,7 +224,7 @@ func Walk(r io.Reader, fn func(*Entry) error) error {
 			continue
 		}
 		cr := &countingReader{r: br}
-		if err := walkArchive(cr, archive, fn); err != nil {
+		if err := walkArchive(cr, archive, w); err != nil {
 			return err
 		}
 		archive++
@@ -193,7 +246,7 @@ func skipZeros(br *bufio.Reader) error {
 
 // walkStream reads one or more concatenated archives (with zero padding)
 // from a decompressed stream until its end; it returns how many it read.
-func walkStream(cr *countingReader, first int, fn func(*Entry) error) (int, error) {
+func walkStream(cr *countingReader, first int, w *walker) (int, error) {
 	n := 0
 	for {
 		for {
@@ -213,7 +266,7 @@ func walkStream(cr *countingReader, first int, fn func(*Entry) error) (int, erro
 				break
 			}
 		}
-		if err := walkArchive(cr, first+n, fn); err != nil {
+		if err := walkArchive(cr, first+n, w); err != nil {
 			return n, err
 		}
 		n++
@@ -221,7 +274,7 @@ func walkStream(cr *countingReader, first int, fn func(*Entry) error) (int, erro
 }
 
 // walkArchive reads records up to and including a trailer.
-func walkArchive(cr *countingReader, archive int, fn func(*Entry) error) error {
+func walkArchive(cr *countingReader, archive int, w *walker) error {
 	var hdr [headerSize]byte
 	for {
 		start := cr.off
@@ -264,6 +317,11 @@ func walkArchive(cr *countingReader, archive int, fn func(*Entry) error) error {
 		}
 		h := sha256.New()
 		var dst io.Writer = h
+		if w.capture != nil {
+			if cw := w.capture(e); cw != nil {
+				dst = io.MultiWriter(h, cw)
+			}
+		}
 		var link []byte
 		if e.Type() == TypeSymlink {
 			if e.Size > maxLink {
@@ -285,7 +343,7 @@ func walkArchive(cr *countingReader, archive int, fn func(*Entry) error) error {
 			return malformed(start, "short padding: %v", err)
 		}
 		h.Sum(e.SHA256[:0])
-		if err := fn(e); err != nil {
+		if err := w.fn(e); err != nil {
 			return err
 		}
 	}

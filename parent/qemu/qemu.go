@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -120,6 +121,11 @@ type Options struct {
 	// StopTimeout is the grace period asked for when a signal stops the
 	// enclave (0: the image's stop_timeout, else control.DefaultGrace).
 	StopTimeout time.Duration
+	// EgressAllow is the operator's egress allowlist (proto/egress rules;
+	// empty: exactly what the image's policy allows). Both must allow.
+	EgressAllow []string
+	// EgressHosts resolves these names for egress without DNS.
+	EgressHosts map[string][]netip.Addr
 }
 
 // Check refuses options Run cannot honour; the messages name the
@@ -268,7 +274,15 @@ func Run(o *Options, sigc <-chan os.Signal, stdout, stderr io.Writer) (int, erro
 		return ExitFailed, err
 	}
 	hdr := f.Header
+	var logf func(string, ...any)
+	if o.Verbose {
+		logf = func(format string, args ...any) { fmt.Fprintf(stderr, "qtenclave run: "+format+"\n", args...) }
+	}
+	tunnels, err := egressTunnels(o, f, stderr, logf)
 	f.Close()
+	if err != nil {
+		return ExitFailed, fmt.Errorf("%s: %w", o.EIF, err)
+	}
 	if hdr.Flags != 0 {
 		return ExitFailed, fmt.Errorf("%s: %v image: QEMU's nitro-enclave machine boots x86_64 images only", o.EIF, hdr.Arch())
 	}
@@ -300,10 +314,6 @@ func Run(o *Options, sigc <-chan os.Signal, stdout, stderr io.Writer) (int, erro
 	if err != nil {
 		return ExitFailed, fmt.Errorf("vhost-user socket: %w", err)
 	}
-	var logf func(string, ...any)
-	if o.Verbose {
-		logf = func(format string, args ...any) { fmt.Fprintf(stderr, "qtenclave run: "+format+"\n", args...) }
-	}
 	consoleOnStdout := o.Console == "" || o.Console == "-"
 	out := output.New(stdout, !consoleOnStdout)
 	defer out.Flush()
@@ -333,6 +343,13 @@ func Run(o *Options, sigc <-chan os.Signal, stdout, stderr io.Writer) (int, erro
 	served := make(chan error, 1)
 	go func() { served <- parent.ServeVhostUser(sctx, ul) }()
 	defer func() { cancel(); <-served }()
+	if tunnels != nil {
+		stop, err := serveEgress(parent, tunnels)
+		if err != nil {
+			return ExitFailed, err
+		}
+		defer stop()
+	}
 	for _, fw := range o.Forwards {
 		l, err := net.Listen(fw.Network, fw.Addr)
 		if err != nil {
