@@ -21,7 +21,7 @@ const maxManifest = 1 << 20
 func LaunchManifest(f *eif.File) (*launch.Manifest, error) {
 	rd := f.Ramdisks()
 	if len(rd) < 2 {
-		return nil, fmt.Errorf("image: %d ramdisks, want the bootstrap and the application ramdisk", len(rd))
+		return nil, fmt.Errorf("image: %d ramdisk(s), no application ramdisk: %w", len(rd), fs.ErrNotExist)
 	}
 	app := rd[len(rd)-1]
 	b, err := ramdisk.ReadFile(io.NewSectionReader(app, 0, app.Size), launch.ManifestPath, maxManifest)

@@ -192,7 +192,7 @@ func nameLabels(h string, wild bool) ([]string, error) {
 			c := l[j]
 			ok := c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '_' || c == '-' && j > 0 && j < len(l)-1
 			if !ok {
-				if c == '*' {
+				if c == '*' && wild {
 					return nil, fmt.Errorf("* stands for a whole label, not part of one")
 				}
 				return nil, fmt.Errorf("character %q not allowed in a name", c)

@@ -21,6 +21,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -309,6 +310,8 @@ func TestBuildRefuses(t *testing.T) {
 		{"empty command", f.buildArgs(out, "--cmd", ""), exitFailed, "empty command"},
 		{"bad metadata", f.buildArgs(out, "--metadata", f.kernel), exitFailed, "metadata"},
 		{"extra argument", f.buildArgs(out, "surplus"), exitUsage, "unexpected argument"},
+		{"bad egress rule", f.buildArgs(out, "--egress-allow", "api-*.example.com"), exitFailed, `egress rule "api-*.example.com": * stands for a whole label`},
+		{"bad egress port", f.buildArgs(out, "--egress-allow", "a.example", "--egress-proxy-port", "70000"), exitUsage, "not a port"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			code, _, stderr := cli(t, tc.args...)
@@ -718,5 +721,42 @@ func TestBuildRefusesWithoutLeftovers(t *testing.T) {
 	}
 	if left, _ := os.ReadDir(outDir); len(left) != 0 {
 		t.Errorf("left behind: %v", left)
+	}
+}
+
+// TestBuildEgress: the egress rules go into the measured launch manifest
+// normalised, and image.LaunchManifest reads them back from the EIF.
+func TestBuildEgress(t *testing.T) {
+	f := newFixture(t)
+	out := filepath.Join(t.TempDir(), "egress.eif")
+	if code, _, stderr := cli(t, f.buildArgs(out, "--egress-allow", "API.Example.com.:443", "--egress-allow", "**.amazonaws.com",
+		"--egress-deny", "[fd00::0/8]", "--egress-proxy-port", "8080")...); code != 0 {
+		t.Fatalf("build = %d: %s", code, stderr)
+	}
+	e, err := eif.Open(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Close()
+	m, err := image.LaunchManifest(e)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := &launch.Egress{Allow: []string{"api.example.com:443", "**.amazonaws.com"}, Deny: []string{"[fd00::/8]"}, ProxyPort: 8080}
+	if m.Egress == nil || !slices.Equal(m.Egress.Allow, want.Allow) || !slices.Equal(m.Egress.Deny, want.Deny) || m.Egress.ProxyPort != want.ProxyPort {
+		t.Errorf("LaunchManifest(built EIF).Egress = %+v, want %+v", m.Egress, want)
+	}
+	// Without the flags there is no egress in the manifest.
+	plain := filepath.Join(t.TempDir(), "plain.eif")
+	if code, _, stderr := cli(t, f.buildArgs(plain)...); code != 0 {
+		t.Fatalf("build = %d: %s", code, stderr)
+	}
+	e2, err := eif.Open(plain)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e2.Close()
+	if m, err := image.LaunchManifest(e2); err != nil || m.Egress != nil {
+		t.Errorf("LaunchManifest(plain EIF) = %+v, %v; want no egress", m, err)
 	}
 }
