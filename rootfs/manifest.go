@@ -35,7 +35,21 @@ func Manifest(img *Image, opts Options) (*launch.Manifest, error) {
 			}
 			allow, deny := p.Strings()
 			m.Egress = &launch.Egress{Allow: allow, Deny: deny, ProxyPort: e.ProxyPort}
+			for _, f := range e.Forwards {
+				d, err := egress.ParseDestination(f)
+				if err != nil {
+					return nil, fmt.Errorf("rootfs: egress forward: %w", err)
+				}
+				if _, isAddr := d.Addr(); isAddr {
+					return nil, fmt.Errorf("rootfs: egress forward %q: a forward maps a name; an address is reached through the proxy", f)
+				}
+				if dec := p.Check(d); !dec.Allowed {
+					return nil, fmt.Errorf("rootfs: egress forward %q: the policy refuses it (%s)", f, dec.Rule)
+				}
+				m.Egress.Forwards = append(m.Egress.Forwards, d.String())
+			}
 		}
+		m.Publish = l.Publish
 	}
 	if m.WorkingDir != "" && !strings.HasPrefix(m.WorkingDir, "/") {
 		return nil, fmt.Errorf("rootfs: working directory %q is not absolute", m.WorkingDir)

@@ -95,6 +95,10 @@ func (b *Boot) startAgent(execPath string, gid uint32) (func() (string, error), 
 		if b.egressFile != nil {
 			p.Extra = append(p.Extra, b.egressFile)
 			argv = append(argv, egressArgs(b.egress, 3+len(p.Extra)-1)...)
+			p.Extra = append(p.Extra, b.forwardFiles...)
+		}
+		for _, port := range b.publish {
+			argv = append(argv, "--publish", strconv.Itoa(int(port)))
 		}
 		var readyW *os.File
 		if first {

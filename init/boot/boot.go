@@ -53,8 +53,11 @@ type Machine interface {
 	// ListenUnix creates a listening Unix stream socket at path with mode
 	// and, when gid >= 0, group gid (see package listen).
 	ListenUnix(path string, mode fs.FileMode, gid int) (*os.File, error)
-	// ListenLoopback creates a listening TCP socket on 127.0.0.1:port.
-	ListenLoopback(port int) (*os.File, error)
+	// ListenTCP4 creates a listening TCP socket on addr:port (a loopback
+	// address).
+	ListenTCP4(addr [4]byte, port int) (*os.File, error)
+	// AppendFile appends data to the existing file name.
+	AppendFile(name string, data []byte) error
 	Sethostname(name string) error
 	SetNofile(n uint64) error
 	Loopback() (netlo.Result, error)
@@ -196,6 +199,8 @@ type Boot struct {
 	agentReady           chan struct{}  // closed when the agent-ready line is written
 	egress               *launch.Egress // the way out, when the manifest opens one
 	egressFile           *os.File       // its proxy's listener, handed to the agent
+	forwardFiles         []*os.File     // the forwards' listeners, in the manifest's order
+	publish              []uint16       // ports the agent publishes to the parent
 	release              []func()
 	afterExec            func() // runs once the workload has started
 	stopper              *stopper

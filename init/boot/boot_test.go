@@ -664,7 +664,8 @@ func TestAgentNeverReadyQuickExit(t *testing.T) {
 func TestSequenceEgress(t *testing.T) {
 	tree := baseTree()
 	tree["launch.json"] = entry{`{"version":1,"cmd":["app"],"env":["NO_PROXY=internal.example"],` +
-		`"egress":{"allow":["api.example.com:443","**.amazonaws.com"],"deny":["10.0.0.0/8"],"proxy_port":8888}}`, 0}
+		`"publish":[8080,9443],"egress":{"allow":["api.example.com:443","**.amazonaws.com"],"deny":["10.0.0.0/8"],"proxy_port":8888,` +
+		`"forwards":["kms.eu-west-1.amazonaws.com:443","s3.amazonaws.com:443"]}}`, 0}
 	tree["qtsm-agent"] = entry{"agent", 0o755}
 	tree["nsm.ko.xz"] = entry{"module", 0}
 	r := newRig(t, tree, "console=ttyS0")
@@ -674,13 +675,18 @@ func TestSequenceEgress(t *testing.T) {
 	if st := r.finish(t); st != status.Exit(0) {
 		t.Fatalf("status = %+v, want exit 0; console:\n%s", st, r.out.String())
 	}
-	r.before(t, "loopback", "listen-loopback 8888", "start /proc/self/fd/100", "start /bin/app")
+	r.before(t, "loopback", "listen-tcp 127.0.0.1:8888", "listen-tcp 127.0.0.2:443", "listen-tcp 127.0.0.3:443", "start /proc/self/fd/100", "start /bin/app")
 	a, _ := r.procs.byPath("/proc/self/fd/100")
 	want := []string{"qtsm-agent", "--socket", "/run/qtsm.sock", "--listen-fd", "3", "--device", "/dev/nsm",
-		"--egress-fd", "4", "--egress-allow", "api.example.com:443", "--egress-allow", "**.amazonaws.com", "--egress-deny", "10.0.0.0/8",
-		"--ready-fd", "5"}
-	if !slices.Equal(a.Argv, want) || len(a.Extra) != 3 {
-		t.Errorf("agent argv = %q with %d extra descriptors, want %q and 3", a.Argv, len(a.Extra), want)
+		"--egress-fd", "4", "--egress-forward", "5=kms.eu-west-1.amazonaws.com:443", "--egress-forward", "6=s3.amazonaws.com:443",
+		"--egress-allow", "api.example.com:443", "--egress-allow", "**.amazonaws.com", "--egress-deny", "10.0.0.0/8",
+		"--publish", "8080", "--publish", "9443", "--ready-fd", "7"}
+	if !slices.Equal(a.Argv, want) || len(a.Extra) != 5 {
+		t.Errorf("agent argv = %q with %d extra descriptors, want %q and 5", a.Argv, len(a.Extra), want)
+	}
+	hosts, err := os.ReadFile(filepath.Join(r.dir, "rootfs/etc/hosts"))
+	if err != nil || !strings.HasSuffix(string(hosts), "\n127.0.0.2\tkms.eu-west-1.amazonaws.com\n127.0.0.3\ts3.amazonaws.com\n") {
+		t.Errorf("/etc/hosts = %q, %v; want the forwards' names on 127.0.0.2 and .3", hosts, err)
 	}
 	w, _ := r.procs.byPath("/bin/app")
 	for _, kv := range []string{"HTTP_PROXY=http://127.0.0.1:8888", "https_proxy=http://127.0.0.1:8888", "NO_PROXY=internal.example", "no_proxy=localhost,127.0.0.1,::1"} {
@@ -691,7 +697,7 @@ func TestSequenceEgress(t *testing.T) {
 	if slices.Contains(w.Env, "NO_PROXY=localhost,127.0.0.1,::1") {
 		t.Errorf("init replaced the image's NO_PROXY: %q", w.Env)
 	}
-	if !regexp.MustCompile(`(?m)^init: step egress ok in \d+\.\d{3}ms: proxy on 127.0.0.1:8888, 2 allow and 1 deny rules$`).MatchString(r.out.String()) {
+	if !regexp.MustCompile(`(?m)^init: step egress ok in \d+\.\d{3}ms: proxy on 127.0.0.1:8888, 2 allow and 1 deny rules, 2 forwards$`).MatchString(r.out.String()) {
 		t.Errorf("no egress step line:\n%s", r.out.String())
 	}
 }

@@ -173,8 +173,19 @@ func (m *fakeMachine) ListenUnix(path string, mode fs.FileMode, gid int) (*os.Fi
 	}
 	return unixsock.Listen(m.host(path), mode, -1)
 }
-func (m *fakeMachine) ListenLoopback(port int) (*os.File, error) {
-	if err := m.op(fmt.Sprintf("listen-loopback %d", port)); err != nil {
+func (m *fakeMachine) AppendFile(name string, data []byte) error {
+	if err := m.op("append " + name); err != nil {
+		return err
+	}
+	f, err := os.OpenFile(m.host(name), os.O_WRONLY|os.O_APPEND, 0)
+	if err != nil {
+		return err
+	}
+	f.Write(data)
+	return f.Close()
+}
+func (m *fakeMachine) ListenTCP4(addr [4]byte, port int) (*os.File, error) {
+	if err := m.op(fmt.Sprintf("listen-tcp %d.%d.%d.%d:%d", addr[0], addr[1], addr[2], addr[3], port)); err != nil {
 		return nil, err
 	}
 	l, err := net.Listen("tcp", "127.0.0.1:0") // any port: tests run side by side

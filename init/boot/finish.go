@@ -12,13 +12,20 @@ import (
 )
 
 func (b *Boot) writeHosts(hostname string) (string, error) {
+	forwards := b.hostsLines()
 	if b.exists("/etc/hosts") {
+		if forwards != "" {
+			if err := b.M.AppendFile("/etc/hosts", []byte(forwards)); err != nil {
+				return "", err
+			}
+			return "the image's /etc/hosts, the egress forwards appended", nil
+		}
 		return "", skipf("/etc/hosts exists in the image")
 	}
 	if err := b.M.MkdirAll("/etc", 0o755); err != nil {
 		return "", err
 	}
-	data := "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n127.0.1.1\t" + hostname + "\n"
+	data := "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n127.0.1.1\t" + hostname + "\n" + forwards
 	if err := b.M.WriteFileExcl("/etc/hosts", []byte(data), 0o644); err != nil {
 		if errors.Is(err, fs.ErrExist) {
 			return "", skipf("/etc/hosts exists in the image")

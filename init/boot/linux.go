@@ -105,25 +105,38 @@ func (Linux) ListenUnix(path string, mode fs.FileMode, gid int) (*os.File, error
 	return unixsock.Listen(path, mode, gid)
 }
 
-// ListenLoopback implements Machine with system calls: init links no
-// network package.
-func (Linux) ListenLoopback(port int) (*os.File, error) {
+// AppendFile implements Machine.
+func (Linux) AppendFile(name string, data []byte) error {
+	f, err := os.OpenFile(name, os.O_WRONLY|os.O_APPEND, 0)
+	if err != nil {
+		return err
+	}
+	_, err = f.Write(data)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}
+
+// ListenTCP4 implements Machine with system calls: init links no network
+// package.
+func (Linux) ListenTCP4(addr [4]byte, port int) (*os.File, error) {
 	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
 	if err != nil {
 		return nil, fmt.Errorf("socket: %w", err)
 	}
 	err = unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_REUSEADDR, 1)
 	if err == nil {
-		err = unix.Bind(fd, &unix.SockaddrInet4{Port: port, Addr: [4]byte{127, 0, 0, 1}})
+		err = unix.Bind(fd, &unix.SockaddrInet4{Port: port, Addr: addr})
 	}
 	if err == nil {
 		err = unix.Listen(fd, 256)
 	}
 	if err != nil {
 		unix.Close(fd)
-		return nil, fmt.Errorf("listen on 127.0.0.1:%d: %w", port, err)
+		return nil, fmt.Errorf("listen on %d.%d.%d.%d:%d: %w", addr[0], addr[1], addr[2], addr[3], port, err)
 	}
-	return os.NewFile(uintptr(fd), fmt.Sprintf("tcp 127.0.0.1:%d", port)), nil
+	return os.NewFile(uintptr(fd), fmt.Sprintf("tcp %d.%d.%d.%d:%d", addr[0], addr[1], addr[2], addr[3], port)), nil
 }
 
 // Sethostname implements Machine.

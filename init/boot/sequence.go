@@ -71,6 +71,10 @@ func (b *Boot) run() (status.Status, error) {
 	if err := b.egressListen(m, agentExec, spec); err != nil {
 		return status.Status{}, &fatal{status.Failed(status.Setup), err}
 	}
+	if len(m.Publish) > 0 && agentExec == "" {
+		return status.Status{}, &fatal{status.Failed(status.Setup), errNoPublisher}
+	}
+	b.publish = m.Publish
 	b.step("agent-start", func() (string, error) { return b.agentStart(agentExec, spec.User.GID) })
 	b.step("hostname", func() (string, error) { return hostname, b.M.Sethostname(hostname) })
 	b.step("hosts", func() (string, error) { return b.writeHosts(hostname) })

@@ -186,6 +186,20 @@ func (d *decoder) field(m *Manifest, key string) error {
 				m.Agent = nil
 			}
 		}
+	case "publish":
+		if d.null() {
+			m.Publish = nil
+			return nil
+		}
+		m.Publish = []uint16{}
+		err = d.list('[', ']', func() error {
+			n, ok, err := d.unsigned("publish", 16)
+			if err == nil && !ok {
+				err = d.errorf("publish: null port")
+			}
+			m.Publish = append(m.Publish, uint16(n))
+			return err
+		})
 	case "egress":
 		if d.null() {
 			m.Egress = nil
@@ -226,6 +240,8 @@ func (d *decoder) egress(e *Egress) error {
 				e.ProxyPort = uint16(n)
 			}
 			return err
+		case "forwards":
+			return d.strings(&e.Forwards)
 		}
 		return d.errorf("unknown field egress.%q", key)
 	})

@@ -80,6 +80,8 @@ func FuzzDecodeMatchesJSON(f *testing.F) {
 	f.Add([]byte(`{"version":-0,"env":[]}`))
 	f.Add([]byte(`{"cmd":["/a"],"egress":{"allow":["a.example:443","10.0.0.0/8"],"deny":[],"proxy_port":3128}}`))
 	f.Add([]byte(`{"egress":null,"cmd":["/a"]}`))
+	f.Add([]byte(`{"cmd":["/a"],"publish":[8080,443],"egress":{"forwards":["kms.example:443"],"allow":["kms.example:443"]}}`))
+	f.Add([]byte(`{"cmd":["/a"],"publish":[]}`))
 	f.Add([]byte(`{"egress":{"proxy_port":null,"allow":null}}`))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		got, err := decode(data)

@@ -64,6 +64,10 @@ type Manifest struct {
 	// Egress opens the way out (nil: none): the policy the companion and
 	// the parent enforce, measured with the rest of the manifest.
 	Egress *Egress `json:"egress,omitempty"`
+	// Publish lists the TCP ports the workload serves on 127.0.0.1 that
+	// the parent may reach: the companion listens on the same vsock port
+	// and connects each stream to the workload's port.
+	Publish []uint16 `json:"publish,omitempty"`
 }
 
 // Egress is the workload's way out of the enclave (proto/egress).
@@ -74,7 +78,18 @@ type Egress struct {
 	Deny  []string `json:"deny,omitempty"`
 	// ProxyPort is the HTTP proxy's port on 127.0.0.1 (0: DefaultProxyPort).
 	ProxyPort uint16 `json:"proxy_port,omitempty"`
+	// Forwards are destinations (name:port) for programs that ignore
+	// proxies: init gives each name a loopback address of its own
+	// (127.0.0.2, .3, ... in order) in /etc/hosts, and the companion
+	// tunnels what arrives there to the destination.
+	Forwards []string `json:"forwards,omitempty"`
 }
+
+// MaxForwards is how many forwards fit in 127.0.0.2..127.0.0.254.
+const MaxForwards = 253
+
+// ForwardAddr is the loopback address of forward i: 127.0.0.(2+i).
+func ForwardAddr(i int) [4]byte { return [4]byte{127, 0, 0, byte(2 + i)} }
 
 // DefaultProxyPort is the egress proxy's port unless the manifest says
 // otherwise (the usual port of an HTTP proxy).
@@ -165,11 +180,21 @@ func (m *Manifest) Validate() error {
 		// The rules' syntax is proto/egress's, checked where they are
 		// used (qtenclave build, the companion, the parent); init, which
 		// links no network code, only carries them.
-		for _, r := range append(append([]string(nil), e.Allow...), e.Deny...) {
+		for _, r := range append(append(append([]string(nil), e.Allow...), e.Deny...), e.Forwards...) {
 			if r == "" || hasControl(r) || strings.ContainsAny(r, " \t") {
-				return invalid("egress rule %q is empty or holds a space or control character", r)
+				return invalid("egress rule or forward %q is empty or holds a space or control character", r)
 			}
 		}
+		if len(e.Forwards) > MaxForwards {
+			return invalid("%d egress forwards, at most %d", len(e.Forwards), MaxForwards)
+		}
+	}
+	seen := map[uint16]bool{}
+	for _, p := range m.Publish {
+		if p == 0 || seen[p] {
+			return invalid("publish: port %d is zero or listed twice", p)
+		}
+		seen[p] = true
 	}
 	return nil
 }

@@ -7,7 +7,8 @@
 //	qtsm-agent [--socket /run/qtsm.sock] [--mode 0660] [--group NAME|GID]
 //	           [--device auto|/dev/nsm|/dev/qtsm|PATH] [--sim[=nitro|qingtian]]
 //	           [--timeout 30s] [--max-queue 1024] [--ready-fd N] [--listen-fd N]
-//	           [--egress-fd N --egress-allow RULE.. --egress-deny RULE.. [--egress-port 9004]]
+//	           [--egress-fd N --egress-allow RULE.. --egress-deny RULE.. [--egress-port 9004]
+//	            [--egress-forward FD=NAME:PORT]..] [--publish PORT]..
 //
 // With --egress-fd it is also the enclave's egress companion: it serves the
 // workload's HTTP proxy (package agent/egress) on the TCP listener it
@@ -47,9 +48,12 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/mdlayher/vsock"
+
 	"github.com/qtenclave/enclave/agent"
 	"github.com/qtenclave/enclave/agent/api"
 	agentegress "github.com/qtenclave/enclave/agent/egress"
+	"github.com/qtenclave/enclave/agent/ingress"
 	"github.com/qtenclave/enclave/proto/egress"
 	"github.com/qtenclave/enclave/proto/vsockports"
 	"github.com/qtenclave/enclave/qtsm"
@@ -110,6 +114,14 @@ type config struct {
 	egressFD   int
 	egressPort uint
 	egress     *egress.Policy
+	forwards   []forwardFlag
+	publish    []uint32
+}
+
+// forwardFlag is --egress-forward FD=NAME:PORT.
+type forwardFlag struct {
+	fd   int
+	dest egress.Destination
 }
 
 func parseFlags(args []string, stderr io.Writer) (*config, error) {
@@ -131,6 +143,27 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 	fs.Var(&allow, "egress-allow", "egress `RULE` the proxy allows (repeatable)")
 	fs.Var(&deny, "egress-deny", "egress `RULE` the proxy denies (repeatable)")
 	fs.UintVar(&c.egressPort, "egress-port", vsockports.Egress, "the parent's vsock port for egress tunnels")
+	fs.Func("egress-forward", "serve a transparent forward to `FD=NAME:PORT` on the listener inherited as FD (repeatable)", func(v string) error {
+		fd, dest, ok := strings.Cut(v, "=")
+		n, err := strconv.Atoi(fd)
+		if !ok || err != nil || n < 3 {
+			return fmt.Errorf("want FD=NAME:PORT with FD above 2, got %q", v)
+		}
+		d, err := egress.ParseDestination(dest)
+		if err != nil {
+			return err
+		}
+		c.forwards = append(c.forwards, forwardFlag{n, d})
+		return nil
+	})
+	fs.Func("publish", "listen on vsock `PORT` and join each connection to the workload's 127.0.0.1:PORT (repeatable)", func(v string) error {
+		n, err := strconv.ParseUint(v, 10, 16)
+		if err != nil || n == 0 {
+			return fmt.Errorf("want a TCP port, got %q", v)
+		}
+		c.publish = append(c.publish, uint32(n))
+		return nil
+	})
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}
@@ -143,8 +176,8 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 			return nil, err
 		}
 		c.egress = p
-	} else if len(allow)+len(deny) > 0 {
-		return nil, errors.New("--egress-allow and --egress-deny go with --egress-fd")
+	} else if len(allow)+len(deny)+len(c.forwards) > 0 {
+		return nil, errors.New("--egress-allow, --egress-deny and --egress-forward go with --egress-fd")
 	}
 	if fs.NArg() != 0 {
 		return nil, fmt.Errorf("unexpected arguments %q", fs.Args())
@@ -268,6 +301,17 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 			defer stopEgress()
 		}
 	}
+	for _, port := range c.publish {
+		l, err := vsock.Listen(port, nil)
+		if err != nil {
+			logger.Printf("ingress: vsock port %d: %v", port, err)
+			continue
+		}
+		defer l.Close()
+		p := &ingress.Publisher{Port: int(port), Logf: logger.Printf}
+		go p.Serve(l)
+		logger.Printf("ingress: vsock port %d to 127.0.0.1:%d", port, port)
+	}
 	if c.readyFD >= 0 {
 		if err := agent.SignalReady(c.readyFD); err != nil {
 			logger.Print(err)
@@ -302,7 +346,8 @@ func serveEgress(c *config, logger *log.Logger) (stop func(), err error) {
 	if err != nil {
 		return nil, fmt.Errorf("egress: listener on descriptor %d: %w", c.egressFD, err)
 	}
-	px := &agentegress.Proxy{Policy: c.egress, Open: agentegress.VsockOpen(vsockports.ParentCID, uint32(c.egressPort)), Logf: logger.Printf}
+	open := agentegress.VsockOpen(vsockports.ParentCID, uint32(c.egressPort))
+	px := &agentegress.Proxy{Policy: c.egress, Open: open, Logf: logger.Printf}
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
@@ -310,8 +355,26 @@ func serveEgress(c *config, logger *log.Logger) (stop func(), err error) {
 			logger.Printf("egress: %v", err)
 		}
 	}()
+	var fls []net.Listener
+	for _, fw := range c.forwards {
+		fl, err := net.FileListener(os.NewFile(uintptr(fw.fd), "forward"))
+		if err != nil {
+			logger.Printf("egress: forward to %s: listener on descriptor %d: %v", fw.dest, fw.fd, err)
+			continue
+		}
+		fls = append(fls, fl)
+		f := &agentegress.Forward{Dest: fw.dest, Policy: c.egress, Open: open, Logf: logger.Printf}
+		go f.Serve(fl)
+		logger.Printf("egress: forward %s to %s", fl.Addr(), fw.dest)
+	}
 	logger.Printf("egress proxy on %s (%d allow, %d deny rules, tunnels to %d:%d)", l.Addr(), len(c.egress.Allow), len(c.egress.Deny), vsockports.ParentCID, c.egressPort)
-	return func() { l.Close(); <-done }, nil
+	return func() {
+		for _, fl := range fls {
+			fl.Close()
+		}
+		l.Close()
+		<-done
+	}, nil
 }
 
 // listen creates the socket, or takes the inherited one.

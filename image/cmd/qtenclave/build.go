@@ -6,6 +6,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 
 	"github.com/qtenclave/enclave/image"
@@ -103,6 +104,10 @@ func runBuild(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	fs.Var(&egressAllow, "egress-allow", "allow egress to `RULE` (host[:port], *.name, **.name, IP, CIDR; repeatable; launch manifest, measured); turns egress on")
 	fs.Var(&egressDeny, "egress-deny", "deny egress to `RULE` (repeatable; deny wins)")
 	fs.UintVar(&proxyPort, "egress-proxy-port", 0, "the egress HTTP proxy's port on 127.0.0.1 (default 3128)")
+	var forwards cliflag.List
+	fs.Var(&forwards, "egress-forward", "reach `NAME:PORT` without a proxy: the name gets a loopback address of its own in /etc/hosts (repeatable; the policy must allow it)")
+	var publish cliflag.List
+	fs.Var(&publish, "publish", "let the parent reach the workload's TCP `PORT` on 127.0.0.1 through the same vsock port (repeatable; launch manifest)")
 	pos, err := cliflag.Parse(fs, args)
 	if err != nil {
 		return usageExit(err)
@@ -138,14 +143,22 @@ func runBuild(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		return exitUsage
 	}
 	knobs.StopTimeout = uint32(stopTimeout)
-	if len(egressAllow) > 0 || len(egressDeny) > 0 || proxyPort != 0 {
+	if len(egressAllow) > 0 || len(egressDeny) > 0 || proxyPort != 0 || len(forwards) > 0 {
 		if proxyPort > 65535 {
 			fmt.Fprintf(stderr, "qtenclave build: --egress-proxy-port %d: not a port\n", proxyPort)
 			return exitUsage
 		}
-		knobs.Egress = &launch.Egress{Allow: egressAllow, Deny: egressDeny, ProxyPort: uint16(proxyPort)}
+		knobs.Egress = &launch.Egress{Allow: egressAllow, Deny: egressDeny, ProxyPort: uint16(proxyPort), Forwards: forwards}
 	}
-	if knobs.Hostname != "" || knobs.TmpNoexec || knobs.NofileLimit != 0 || knobs.StopTimeout != 0 || knobs.Egress != nil {
+	for _, p := range publish {
+		n, err := strconv.ParseUint(p, 10, 16)
+		if err != nil || n == 0 {
+			fmt.Fprintf(stderr, "qtenclave build: --publish %q: want a TCP port\n", p)
+			return exitUsage
+		}
+		knobs.Publish = append(knobs.Publish, uint16(n))
+	}
+	if knobs.Hostname != "" || knobs.TmpNoexec || knobs.NofileLimit != 0 || knobs.StopTimeout != 0 || knobs.Egress != nil || knobs.Publish != nil {
 		c.launch = &knobs
 	}
 	c.override = rootfs.Config{Entrypoint: entrypoint.V, Cmd: cmd.V, Env: env, WorkingDir: workdir, User: user}

@@ -81,6 +81,7 @@ func parseRunArgs(args []string, stderr io.Writer) (*qemu.Options, error) {
 	fs.UintVar(&o.CID, "cid", emulator.DefaultGuestCID, "enclave CID (4..4294967294)")
 	fs.BoolVar(&o.DebugConsole, "debug-console", false, "verbose init console (adds qtenclave.debug=1 to the kernel command line)")
 	fs.Var((*forwardList)(&o.Forwards), "forward", "HOSTPORT:ENCLAVEPORT: forward a host TCP port (or host:port, or a unix socket path) to an enclave vsock port; repeatable")
+	fs.Var((*forwardList)(&o.Forwards), "publish", "HOSTPORT:ENCLAVEPORT: reach the workload's TCP server on ENCLAVEPORT (published by qtenclave build --publish) from the host's HOSTPORT; the same as --forward; repeatable")
 	fs.StringVar(&o.QEMU, "qemu", "", "qemu-system-x86_64 to run")
 	fs.DurationVar(&o.Timeout, "timeout", 120*time.Second, "kill the enclave after this long (0: never)")
 	fs.StringVar(&o.ParentRole, "parent-role", "", "parent IAM role ARN / agency (measured into PCR3)")
