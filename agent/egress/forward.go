@@ -21,6 +21,7 @@ type Forward struct {
 	DialTimeout time.Duration
 	IdleTimeout time.Duration
 	Logf        func(format string, args ...any)
+	Conns       *splice.Group // counts the open forwards (nil: not counted)
 }
 
 // Serve forwards connections from l until l is closed.
@@ -59,5 +60,5 @@ func (f *Forward) handle(c net.Conn) {
 		c.Close()
 		return
 	}
-	splice.Join(c, out, or(f.IdleTimeout, DefaultIdleTimeout))
+	join(f.Conns, c, out, or(f.IdleTimeout, DefaultIdleTimeout))
 }

@@ -58,6 +58,9 @@ type Proxy struct {
 	// opening a tunnel.
 	HeaderTimeout, IdleTimeout, DialTimeout time.Duration
 	Logf                                    func(format string, args ...any)
+	// Conns counts the open tunnels (nil: not counted), so that a
+	// stopping companion can let them finish.
+	Conns *splice.Group
 }
 
 func (p *Proxy) logf(format string, args ...any) {
@@ -227,5 +230,14 @@ func (p *Proxy) connect(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	in.SetDeadline(time.Time{}) // the server's header deadline is ours to clear
-	splice.Join(in, out, or(p.IdleTimeout, DefaultIdleTimeout))
+	join(p.Conns, in, out, or(p.IdleTimeout, DefaultIdleTimeout))
+}
+
+// join joins a and b, counted in g when there is one.
+func join(g *splice.Group, a, b net.Conn, idle time.Duration) {
+	if g != nil {
+		g.Join(a, b, idle)
+		return
+	}
+	splice.Join(a, b, idle)
 }

@@ -36,6 +36,9 @@ type Publisher struct {
 	// Dial connects to the workload (default a net.Dialer on 127.0.0.1).
 	Dial func(ctx context.Context, network, addr string) (net.Conn, error)
 	Logf func(format string, args ...any)
+	// Conns counts the open connections (nil: not counted), so that a
+	// stopping companion can let them finish.
+	Conns *splice.Group
 }
 
 // Serve joins the connections l accepts until l is closed.
@@ -80,6 +83,10 @@ func (p *Publisher) handle(c net.Conn) {
 	idle := p.IdleTimeout
 	if idle <= 0 {
 		idle = DefaultIdleTimeout
+	}
+	if p.Conns != nil {
+		p.Conns.Join(c, out, idle)
+		return
 	}
 	splice.Join(c, out, idle)
 }

@@ -102,7 +102,7 @@ type Options struct {
 	AgentPath   string        // default "/qtsm-agent" in the bootstrap ramdisk
 	AgentSocket string        // default "/run/qtsm.sock"
 	AgentWait   time.Duration // how long the agent's readiness is watched for, to log it (default 2s)
-	AgentStop   time.Duration // SIGTERM-to-SIGKILL delay when stopping it (default 2s)
+	AgentStop   time.Duration // SIGTERM-to-SIGKILL delay when stopping it (default 5s: its egress and ingress streams get 3s to finish)
 	Nofile      uint64        // RLIMIT_NOFILE for the workload (default 65536; the manifest overrides)
 	Hostname    string        // default "enclave" (the manifest overrides)
 	ReportWait  time.Duration // bound on the status report (default 2s)
@@ -120,7 +120,7 @@ const (
 	DefaultAgentPath  = "/qtsm-agent"
 	DefaultSocket     = "/run/qtsm.sock"
 	DefaultAgentWait  = 2 * time.Second
-	DefaultAgentStop  = 2 * time.Second
+	DefaultAgentStop  = 5 * time.Second
 	DefaultNofile     = 65536
 	DefaultHostname   = "enclave"
 	DefaultLogDrain   = 2 * time.Second

@@ -5,8 +5,10 @@
 package splice
 
 import (
+	"context"
 	"io"
 	"net"
+	"sync"
 	"time"
 )
 
@@ -109,5 +111,59 @@ func (a *activity) touch() {
 func (a *activity) stop() {
 	if a.quit != nil {
 		close(a.quit)
+	}
+}
+
+// Group counts the joins in progress, so that a server stopping can let
+// them finish (Wait) instead of cutting the bytes still on their way.
+type Group struct {
+	mu sync.Mutex
+	n  int
+	// zero is closed (and replaced) each time n comes back to 0.
+	zero chan struct{}
+}
+
+// Join is the package's Join, counted in g.
+func (g *Group) Join(a, b net.Conn, idle time.Duration) (aToB, bToA int64) {
+	g.mu.Lock()
+	g.n++
+	g.mu.Unlock()
+	defer func() {
+		g.mu.Lock()
+		g.n--
+		if g.n == 0 && g.zero != nil {
+			close(g.zero)
+			g.zero = nil
+		}
+		g.mu.Unlock()
+	}()
+	return Join(a, b, idle)
+}
+
+// Active is the number of joins in progress.
+func (g *Group) Active() int {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.n
+}
+
+// Wait waits until no join is in progress or ctx ends; it returns the
+// number still in progress (0 when all finished).
+func (g *Group) Wait(ctx context.Context) int {
+	g.mu.Lock()
+	if g.n == 0 {
+		g.mu.Unlock()
+		return 0
+	}
+	if g.zero == nil {
+		g.zero = make(chan struct{})
+	}
+	zero := g.zero
+	g.mu.Unlock()
+	select {
+	case <-zero:
+		return 0
+	case <-ctx.Done():
+		return g.Active()
 	}
 }

@@ -2,6 +2,7 @@ package splice
 
 import (
 	"bytes"
+	"context"
 	"crypto/rand"
 	"crypto/sha256"
 	"io"
@@ -96,5 +97,30 @@ func TestJoinIdle(t *testing.T) {
 	client.SetReadDeadline(time.Now().Add(5 * time.Second))
 	if _, err := client.Read(make([]byte, 1)); err == nil {
 		t.Errorf("client still open after the idle close")
+	}
+}
+
+// TestGroupWait: Wait returns once the joins in progress have finished,
+// and reports those still running when its context ends first.
+func TestGroupWait(t *testing.T) {
+	var g Group
+	if n := g.Wait(context.Background()); n != 0 {
+		t.Errorf("Wait on an idle group = %d", n)
+	}
+	client, in := pair(t)
+	out, server := pair(t)
+	go g.Join(in, out, 0)
+	for g.Active() == 0 {
+		time.Sleep(time.Millisecond)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	if n := g.Wait(ctx); n != 1 {
+		t.Errorf("Wait with a join open = %d, want 1", n)
+	}
+	client.Close()
+	server.Close()
+	if n := g.Wait(context.Background()); n != 0 {
+		t.Errorf("Wait after both ends closed = %d, want 0", n)
 	}
 }

@@ -54,6 +54,7 @@ import (
 	"github.com/qtenclave/enclave/agent/api"
 	agentegress "github.com/qtenclave/enclave/agent/egress"
 	"github.com/qtenclave/enclave/agent/ingress"
+	"github.com/qtenclave/enclave/internal/splice"
 	"github.com/qtenclave/enclave/proto/egress"
 	"github.com/qtenclave/enclave/proto/vsockports"
 	"github.com/qtenclave/enclave/qtsm"
@@ -116,6 +117,7 @@ type config struct {
 	egress     *egress.Policy
 	forwards   []forwardFlag
 	publish    []uint32
+	drain      time.Duration
 }
 
 // forwardFlag is --egress-forward FD=NAME:PORT.
@@ -156,6 +158,7 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 		c.forwards = append(c.forwards, forwardFlag{n, d})
 		return nil
 	})
+	fs.DurationVar(&c.drain, "drain", 3*time.Second, "on stopping, how long open egress and ingress streams may take to finish")
 	fs.Func("publish", "listen on vsock `PORT` and join each connection to the workload's 127.0.0.1:PORT (repeatable)", func(v string) error {
 		n, err := strconv.ParseUint(v, 10, 16)
 		if err != nil || n == 0 {
@@ -293,12 +296,27 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	served := make(chan error, 1)
 	go func(served chan<- error) { served <- srv.Serve(l) }(served)
 	logger.Printf("listening on %s (device %s)", c.socket, device)
+	// The way out and the way in; at the end their listeners close and
+	// the streams still open get c.drain to finish (their bytes may still
+	// be on their way when the workload exits).
+	var streams splice.Group
+	var closers []func()
+	defer func() {
+		for _, f := range closers {
+			f()
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), c.drain)
+		defer cancel()
+		if n := streams.Wait(ctx); n > 0 {
+			logger.Printf("%d egress or ingress stream(s) still open after %v: closed", n, c.drain)
+		}
+	}()
 	if c.egressFD >= 0 {
-		stopEgress, err := serveEgress(c, logger)
+		stopEgress, err := serveEgress(c, &streams, logger)
 		if err != nil {
 			logger.Print(err)
 		} else {
-			defer stopEgress()
+			closers = append(closers, stopEgress)
 		}
 	}
 	for _, port := range c.publish {
@@ -307,8 +325,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 			logger.Printf("ingress: vsock port %d: %v", port, err)
 			continue
 		}
-		defer l.Close()
-		p := &ingress.Publisher{Port: int(port), Logf: logger.Printf}
+		closers = append(closers, func() { l.Close() })
+		p := &ingress.Publisher{Port: int(port), Logf: logger.Printf, Conns: &streams}
 		go p.Serve(l)
 		logger.Printf("ingress: vsock port %d to 127.0.0.1:%d", port, port)
 	}
@@ -341,13 +359,13 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 }
 
 // serveEgress serves the workload's egress proxy on the inherited listener.
-func serveEgress(c *config, logger *log.Logger) (stop func(), err error) {
+func serveEgress(c *config, streams *splice.Group, logger *log.Logger) (stop func(), err error) {
 	l, err := net.FileListener(os.NewFile(uintptr(c.egressFD), "egress"))
 	if err != nil {
 		return nil, fmt.Errorf("egress: listener on descriptor %d: %w", c.egressFD, err)
 	}
 	open := agentegress.VsockOpen(vsockports.ParentCID, uint32(c.egressPort))
-	px := &agentegress.Proxy{Policy: c.egress, Open: open, Logf: logger.Printf}
+	px := &agentegress.Proxy{Policy: c.egress, Open: open, Logf: logger.Printf, Conns: streams}
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
@@ -363,7 +381,7 @@ func serveEgress(c *config, logger *log.Logger) (stop func(), err error) {
 			continue
 		}
 		fls = append(fls, fl)
-		f := &agentegress.Forward{Dest: fw.dest, Policy: c.egress, Open: open, Logf: logger.Printf}
+		f := &agentegress.Forward{Dest: fw.dest, Policy: c.egress, Open: open, Logf: logger.Printf, Conns: streams}
 		go f.Serve(fl)
 		logger.Printf("egress: forward %s to %s", fl.Addr(), fw.dest)
 	}
