@@ -9,6 +9,7 @@ require (
 	github.com/mdlayher/vsock v1.2.1
 	github.com/u-root/u-root v0.16.0
 	github.com/veraison/go-cose v1.3.0
+	go.yaml.in/yaml/v3 v3.0.6
 	golang.org/x/sys v0.49.0
 )
 

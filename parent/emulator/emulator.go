@@ -19,7 +19,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/qtenclave/enclave/internal/splice"
+	"github.com/qtenclave/enclave/parent/proxy"
 	"github.com/qtenclave/enclave/parent/vhostuser"
 	"github.com/qtenclave/enclave/parent/vsockdev"
 	"github.com/qtenclave/enclave/proto/logstream"
@@ -237,33 +237,17 @@ func (p *Parent) readLogs(c net.Conn) {
 // Forward accepts host connections on l and connects each to guestPort in
 // the enclave, until ctx ends or l fails. It closes l.
 func (p *Parent) Forward(ctx context.Context, l net.Listener, guestPort uint32) error {
-	stop := context.AfterFunc(ctx, func() { l.Close() })
-	defer stop()
-	defer l.Close()
-	for {
-		hc, err := l.Accept()
-		if err != nil {
-			if ctx.Err() != nil || errors.Is(err, net.ErrClosed) {
-				return nil
-			}
-			return fmt.Errorf("forward to enclave port %d: %w", guestPort, err)
-		}
-		go p.pipe(ctx, hc, guestPort)
+	in := &proxy.Ingress{
+		Dial:        func(ctx context.Context) (net.Conn, error) { return p.Device.Dial(ctx, guestPort) },
+		DialTimeout: p.cfg.IOTimeout,
+		Logf: func(format string, args ...any) {
+			p.logf("forward to enclave port %d: "+format, append([]any{guestPort}, args...)...)
+		},
 	}
-}
-
-func (p *Parent) pipe(ctx context.Context, hc net.Conn, guestPort uint32) {
-	defer hc.Close()
-	dctx, cancel := context.WithTimeout(ctx, p.cfg.IOTimeout)
-	gc, err := p.Device.Dial(dctx, guestPort)
-	cancel()
-	if err != nil {
-		p.logf("forward %v -> enclave port %d: %v", hc.RemoteAddr(), guestPort, err)
-		return
+	if err := in.Serve(ctx, l); err != nil {
+		return fmt.Errorf("forward to enclave port %d: %w", guestPort, err)
 	}
-	stop := context.AfterFunc(ctx, func() { hc.Close(); gc.Close() })
-	defer stop()
-	splice.Join(hc, gc, 0)
+	return nil
 }
 
 // Close stops the services and resets all connections.

@@ -54,20 +54,14 @@ func egressTunnels(o *Options, f *eif.File, stderr io.Writer, logf func(string, 
 		}
 		return nil, nil
 	}
-	img, err := egress.Parse(m.Egress.Allow, m.Egress.Deny)
+	t, err := proxy.ForImage(m, o.EgressAllow, o.EgressHosts)
 	if err != nil {
-		return nil, fmt.Errorf("the image's egress policy: %w", err)
+		return nil, err
 	}
-	t := &proxy.Tunnels{Image: img, Hosts: o.EgressHosts,
-		Logf: func(format string, args ...any) {
-			line := fmt.Sprintf(format, args...)
-			if strings.HasPrefix(line, "egress: refused") || logf != nil {
-				fmt.Fprintf(stderr, "qtenclave run: %s\n", line)
-			}
-		}}
-	if len(o.EgressAllow) > 0 {
-		if t.Operator, err = egress.Parse(o.EgressAllow, nil); err != nil {
-			return nil, fmt.Errorf("--egress-allow: %w", err)
+	t.Logf = func(format string, args ...any) {
+		line := fmt.Sprintf(format, args...)
+		if strings.HasPrefix(line, "egress: refused") || logf != nil {
+			fmt.Fprintf(stderr, "qtenclave run: %s\n", line)
 		}
 	}
 	return t, nil
