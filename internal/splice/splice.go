@@ -6,9 +6,11 @@ package splice
 
 import (
 	"context"
+	"errors"
 	"io"
 	"net"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -17,102 +19,75 @@ type closeWriter interface{ CloseWrite() error }
 // Join copies a→b and b→a until both directions have ended, then closes
 // both. A direction that ends cleanly half-closes its writer (when the
 // connection can), so the other direction goes on; one that fails closes
-// both at once. With idle > 0, a connection on which nothing moved either
-// way for idle is closed. It returns the bytes copied each way.
+// both at once. With idle > 0, a pair on which nothing moved either way for
+// idle is closed. It returns the bytes copied each way.
+//
+// Between two TCP connections the kernel moves the bytes (io.Copy's
+// splice(2) path), in chunks, so that the idle check never needs a copy
+// through user space.
 func Join(a, b net.Conn, idle time.Duration) (aToB, bToA int64) {
-	var act activity
-	if idle > 0 {
-		act.start(idle, a, b)
-		defer act.stop()
-	}
+	act := &activity{idle: idle}
+	act.touch()
 	done := make(chan int64, 1)
-	go func() { done <- pipe(b, a, &act) }()
-	bToA = pipe(a, b, &act)
+	go func() { done <- pipe(b, a, act) }()
+	bToA = pipe(a, b, act)
 	aToB = <-done
 	a.Close()
 	b.Close()
 	return aToB, bToA
 }
 
+// chunk is how much one kernel copy moves before the idle bookkeeping.
+const chunk = 8 << 20
+
 // pipe copies src to dst; at src's clean end it half-closes dst, on an
-// error it closes both (which ends the other direction too).
+// error (or when the pair is idle) it closes both, which ends the other
+// direction too.
 func pipe(dst, src net.Conn, act *activity) int64 {
 	var n int64
-	buf := make([]byte, 32<<10)
 	for {
-		k, rerr := src.Read(buf)
+		if act.idle > 0 {
+			// A read deadline of a quarter of the idle time: the check
+			// below sees either direction's progress within that.
+			src.SetReadDeadline(time.Now().Add(act.idle / 4))
+		}
+		k, err := io.CopyN(dst, src, chunk)
+		n += k
 		if k > 0 {
 			act.touch()
-			w, werr := dst.Write(buf[:k])
-			n += int64(w)
-			if werr != nil {
-				src.Close()
-				dst.Close()
-				return n
-			}
 		}
-		if rerr == io.EOF {
+		switch {
+		case err == nil:
+			continue
+		case err == io.EOF:
 			if cw, ok := dst.(closeWriter); ok {
 				cw.CloseWrite()
 			} else {
 				dst.Close()
 			}
 			return n
+		case act.idle > 0 && isTimeout(err) && act.since() < act.idle:
+			continue // quiet this way, not idle both ways
 		}
-		if rerr != nil {
-			src.Close()
-			dst.Close()
-			return n
-		}
+		src.Close()
+		dst.Close()
+		return n
 	}
 }
 
-// activity closes both connections after idle without traffic.
+func isTimeout(err error) bool {
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
+}
+
+// activity is when bytes last moved either way.
 type activity struct {
-	last chan struct{}
-	quit chan struct{}
+	idle time.Duration
+	last atomic.Int64 // UnixNano
 }
 
-func (a *activity) start(idle time.Duration, c ...net.Conn) {
-	a.last = make(chan struct{}, 1)
-	a.quit = make(chan struct{})
-	go func() {
-		t := time.NewTimer(idle)
-		defer t.Stop()
-		for {
-			select {
-			case <-a.quit:
-				return
-			case <-a.last:
-				if !t.Stop() {
-					<-t.C
-				}
-				t.Reset(idle)
-			case <-t.C:
-				for _, x := range c {
-					x.Close()
-				}
-				return
-			}
-		}
-	}()
-}
-
-func (a *activity) touch() {
-	if a.last == nil {
-		return
-	}
-	select {
-	case a.last <- struct{}{}:
-	default:
-	}
-}
-
-func (a *activity) stop() {
-	if a.quit != nil {
-		close(a.quit)
-	}
-}
+func (a *activity) touch()               { a.last.Store(time.Now().UnixNano()) }
+func (a *activity) since() time.Duration { return time.Duration(time.Now().UnixNano() - a.last.Load()) }
 
 // Group counts the joins in progress, so that a server stopping can let
 // them finish (Wait) instead of cutting the bytes still on their way.

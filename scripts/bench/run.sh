@@ -13,3 +13,5 @@ echo "== TCG: first-time vs repeated cost of boot operations (a PID-1 probe unde
 scripts/bench/tcg-probe.sh
 echo "== init's own time vs a minimal C init making the same kernel calls, under TCG"
 scripts/bench/init-vs-c.sh
+echo "== egress: the parent's tunnel server and the whole path vs a direct loopback copy; 200 tunnels"
+scripts/bench/egress-bench.sh

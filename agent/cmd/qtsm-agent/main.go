@@ -118,6 +118,9 @@ type config struct {
 	forwards   []forwardFlag
 	publish    []uint32
 	drain      time.Duration
+	// egressParent is where tunnels go: "" for the parent over vsock, or
+	// tcp:HOST:PORT (development and benchmarks outside an enclave).
+	egressParent string
 }
 
 // forwardFlag is --egress-forward FD=NAME:PORT.
@@ -145,6 +148,7 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 	fs.Var(&allow, "egress-allow", "egress `RULE` the proxy allows (repeatable)")
 	fs.Var(&deny, "egress-deny", "egress `RULE` the proxy denies (repeatable)")
 	fs.UintVar(&c.egressPort, "egress-port", vsockports.Egress, "the parent's vsock port for egress tunnels")
+	fs.StringVar(&c.egressParent, "egress-parent", "", "open egress tunnels to `tcp:HOST:PORT` instead of the parent's vsock port (development and benchmarks outside an enclave)")
 	fs.Func("egress-forward", "serve a transparent forward to `FD=NAME:PORT` on the listener inherited as FD (repeatable)", func(v string) error {
 		fd, dest, ok := strings.Cut(v, "=")
 		n, err := strconv.Atoi(fd)
@@ -169,6 +173,9 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 	})
 	if err := fs.Parse(args); err != nil {
 		return nil, err
+	}
+	if c.egressParent != "" && !strings.HasPrefix(c.egressParent, "tcp:") {
+		return nil, fmt.Errorf("--egress-parent %q: want tcp:HOST:PORT", c.egressParent)
 	}
 	if c.egressFD >= 0 {
 		if c.egressFD < 3 {
@@ -365,6 +372,11 @@ func serveEgress(c *config, streams *splice.Group, logger *log.Logger) (stop fun
 		return nil, fmt.Errorf("egress: listener on descriptor %d: %w", c.egressFD, err)
 	}
 	open := agentegress.VsockOpen(vsockports.ParentCID, uint32(c.egressPort))
+	parent := fmt.Sprintf("%d:%d", vsockports.ParentCID, c.egressPort)
+	if addr, ok := strings.CutPrefix(c.egressParent, "tcp:"); ok {
+		open = func(ctx context.Context) (net.Conn, error) { return (&net.Dialer{}).DialContext(ctx, "tcp", addr) }
+		parent = c.egressParent
+	}
 	px := &agentegress.Proxy{Policy: c.egress, Open: open, Logf: logger.Printf, Conns: streams}
 	done := make(chan struct{})
 	go func() {
@@ -385,7 +397,7 @@ func serveEgress(c *config, streams *splice.Group, logger *log.Logger) (stop fun
 		go f.Serve(fl)
 		logger.Printf("egress: forward %s to %s", fl.Addr(), fw.dest)
 	}
-	logger.Printf("egress proxy on %s (%d allow, %d deny rules, tunnels to %d:%d)", l.Addr(), len(c.egress.Allow), len(c.egress.Deny), vsockports.ParentCID, c.egressPort)
+	logger.Printf("egress proxy on %s (%d allow, %d deny rules, tunnels to %s)", l.Addr(), len(c.egress.Allow), len(c.egress.Deny), parent)
 	return func() {
 		for _, fl := range fls {
 			fl.Close()
