@@ -186,6 +186,11 @@ func (p *Proxy) connect(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, err.Error(), http.StatusBadRequest)
 		return
 	}
+	if self(r, d) {
+		p.logf("egress: refused CONNECT %s: that is this proxy", d)
+		http.Error(w, fmt.Sprintf("CONNECT %s: that is this proxy's own address", d), http.StatusBadRequest)
+		return
+	}
 	if dec := p.check(d); !dec.Allowed {
 		p.refuse(w, "CONNECT", d, dec.Rule)
 		return
@@ -240,4 +245,18 @@ func join(g *splice.Group, a, b net.Conn, idle time.Duration) {
 		return
 	}
 	splice.Join(a, b, idle)
+}
+
+// self reports whether d names the proxy itself: its own listening
+// address, or localhost at its port (a loop, never a destination).
+func self(r *http.Request, d egress.Destination) bool {
+	la, ok := r.Context().Value(http.LocalAddrContextKey).(net.Addr)
+	if !ok {
+		return false
+	}
+	host, port, err := net.SplitHostPort(la.String())
+	if err != nil || port != fmt.Sprint(d.Port) {
+		return false
+	}
+	return d.Host == host || d.Host == "localhost" || d.Host == "127.0.0.1" || d.Host == "::1"
 }

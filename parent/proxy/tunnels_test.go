@@ -15,6 +15,7 @@ import (
 	"net/http/httptest"
 	"net/netip"
 	"net/url"
+	"os"
 	"runtime"
 	"strings"
 	"sync"
@@ -65,6 +66,13 @@ func mustPolicy(t *testing.T, allow ...string) *egress.Policy {
 
 func newRig(t *testing.T, image *egress.Policy, operator *egress.Policy) *rig {
 	t.Helper()
+	return newRigWith(t, image, operator, nil)
+}
+
+// newRigWith is newRig with the tunnel server's fields set by cfg before
+// it serves.
+func newRigWith(t *testing.T, image *egress.Policy, operator *egress.Policy, cfg func(*Tunnels)) *rig {
+	t.Helper()
 	logs := &logBuf{}
 	tl, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -73,6 +81,9 @@ func newRig(t *testing.T, image *egress.Policy, operator *egress.Policy) *rig {
 	loop := []netip.Addr{netip.MustParseAddr("127.0.0.1")}
 	tun := &Tunnels{Image: image, Operator: operator, Logf: logs.logf,
 		Hosts: map[string][]netip.Addr{"example.com": loop, "plain.example": loop, "denied.example": loop, "other.example": loop}}
+	if cfg != nil {
+		cfg(tun)
+	}
 	done := make(chan error, 1)
 	go func() { done <- tun.Serve(tl) }()
 	pl, err := net.Listen("tcp", "127.0.0.1:0")
@@ -116,10 +127,15 @@ func port(t *testing.T, u string) string {
 // (403 naming the rule, in the enclave, nothing sent to the parent) and by
 // the operator's allowlist (403 naming it, from the parent).
 func TestEgress(t *testing.T) {
-	baseline := runtime.NumGoroutine()
+	baseline, fds := runtime.NumGoroutine(), openFDs(t)
 	// Registered first, so it runs after every cleanup below: nothing of
-	// the path may be left running.
-	t.Cleanup(func() { waitGoroutines(t, baseline) })
+	// the path may be left running or open.
+	t.Cleanup(func() {
+		waitGoroutines(t, baseline)
+		if n := openFDs(t); n > fds {
+			t.Errorf("%d sockets open after the run, %d before", n, fds)
+		}
+	})
 	tlsSrv := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		fmt.Fprintf(w, "hello over TLS from %s", r.Host)
 	}))
@@ -168,6 +184,23 @@ func TestEgress(t *testing.T) {
 		}
 	}
 	c.CloseIdleConnections()
+}
+
+// openFDs counts this process's open sockets (the runtime's own
+// descriptors, its poller and the pipes it keeps for splice, are not the
+// proxy's to close).
+func openFDs(t *testing.T) int {
+	ents, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		t.Skipf("no /proc/self/fd: %v", err)
+	}
+	n := 0
+	for _, e := range ents {
+		if l, err := os.Readlink("/proc/self/fd/" + e.Name()); err == nil && strings.HasPrefix(l, "socket:") {
+			n++
+		}
+	}
+	return n
 }
 
 // waitGoroutines waits for the goroutine count to come back to at most n.
@@ -289,10 +322,11 @@ func TestBadInput(t *testing.T) {
 	}
 	deadPort := port(t, "tcp://"+dead.Addr().String())
 	dead.Close()
-	r := newRig(t, mustPolicy(t, "example.com", "nowhere.invalid"), nil)
-	r.tunnels.Resolve = func(ctx context.Context, host string) ([]netip.Addr, error) {
-		return nil, fmt.Errorf("lookup %s: no such host", host)
-	}
+	r := newRigWith(t, mustPolicy(t, "example.com", "nowhere.invalid"), nil, func(tun *Tunnels) {
+		tun.Resolve = func(ctx context.Context, host string) ([]netip.Addr, error) {
+			return nil, fmt.Errorf("lookup %s: no such host", host)
+		}
+	})
 
 	// Slow client: half a request line, then nothing.
 	c, err := net.Dial("tcp", r.proxyURL.Host)
@@ -308,15 +342,31 @@ func TestBadInput(t *testing.T) {
 		t.Errorf("a slow request head held the connection for %v (header timeout 300ms)", time.Since(start))
 	}
 
+	proxyPort := port(t, r.proxyURL.String())
 	for _, tc := range []struct{ dest, want string }{
 		{"example.com:" + deadPort, "502"},
 		{"nowhere.invalid:443", "502"},
 		{"example.com", "400"},
+		{"127.0.0.1:" + proxyPort, "400"}, // the proxy itself
+		{"localhost:" + proxyPort, "400"},
 	} {
 		_, _, err := connect(t, r.proxyURL, tc.dest)
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("CONNECT %s = %v, want %s", tc.dest, err, tc.want)
 		}
+	}
+
+	// A destination that never answers: the dial times out, 502.
+	slow := newRigWith(t, mustPolicy(t, "example.com"), nil, func(tun *Tunnels) {
+		tun.DialTimeout = 200 * time.Millisecond
+		tun.Dial = func(ctx context.Context, _, _ string) (net.Conn, error) {
+			<-ctx.Done()
+			return nil, ctx.Err()
+		}
+	})
+	t0 := time.Now()
+	if _, _, err := connect(t, slow.proxyURL, "example.com:443"); err == nil || !strings.Contains(err.Error(), "502") || time.Since(t0) > 5*time.Second {
+		t.Errorf("CONNECT to a destination that never answers = %v after %v, want 502 after the 200ms dial timeout", err, time.Since(t0))
 	}
 
 	// The parent, asked directly: a malformed handshake, and one the

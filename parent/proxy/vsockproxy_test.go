@@ -10,6 +10,7 @@ import (
 	"net/netip"
 	"os"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -97,9 +98,9 @@ func TestFixed(t *testing.T) {
 	e := echo(t)
 	port := e.Addr().(*net.TCPAddr).Port
 	table := map[string][]string{"svc.example": {"127.0.0.1"}}
-	var lookups int
+	var lookups atomic.Int32
 	dns := func(ctx context.Context, host string) ([]netip.Addr, error) {
-		lookups++
+		lookups.Add(1)
 		return fakeDNS(table)(ctx, host)
 	}
 	l, err := net.Listen("tcp", "127.0.0.1:0")
@@ -124,12 +125,22 @@ func TestFixed(t *testing.T) {
 			t.Errorf("connection %d: %d bytes back, %v", i, len(got), err)
 		}
 	}
-	if lookups != 3 {
-		t.Errorf("%d lookups for 3 connections, want one each", lookups)
+	if n := lookups.Load(); n != 3 {
+		t.Errorf("%d lookups for 3 connections, want one each", n)
+	}
+	l.Close()
+	if err := <-done; err != nil {
+		t.Errorf("Serve = %v", err)
 	}
 	// IPv6 only, and the name has no IPv6 address: the connection closes.
-	f.Family = IPv6Only
-	c, err := net.Dial("tcp", l.Addr().String())
+	l6, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l6.Close()
+	f6 := &Fixed{Host: "svc.example", Port: port, Resolve: dns, Family: IPv6Only}
+	go f6.Serve(l6)
+	c, err := net.Dial("tcp", l6.Addr().String())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -138,8 +149,4 @@ func TestFixed(t *testing.T) {
 		t.Errorf("IPv6-only to an IPv4-only name: read %d, %v; want EOF", n, err)
 	}
 	c.Close()
-	l.Close()
-	if err := <-done; err != nil {
-		t.Errorf("Serve = %v", err)
-	}
 }
