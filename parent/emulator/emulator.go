@@ -10,7 +10,6 @@
 package emulator
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"fmt"
@@ -191,17 +190,8 @@ func (p *Parent) answerHeartbeat(c net.Conn) {
 	})
 }
 
-// maxStatusLine bounds the status message.
-const maxStatusLine = 64
-
 func (p *Parent) readStatus(c net.Conn) {
-	r := bufio.NewReaderSize(io.LimitReader(c, maxStatusLine), maxStatusLine)
-	line, err := r.ReadString('\n')
-	if err != nil {
-		p.logf("exit status from %v: %q: %v", c.RemoteAddr(), line, err)
-		return
-	}
-	s, err := status.ParseWire(line)
+	s, err := status.ReadWire(c)
 	if err != nil {
 		p.logf("exit status from %v: %v", c.RemoteAddr(), err)
 		return
@@ -212,7 +202,7 @@ func (p *Parent) readStatus(c net.Conn) {
 		delivered = true
 	})
 	if !delivered {
-		p.logf("exit status from %v: %q after the first one, ignored", c.RemoteAddr(), line)
+		p.logf("exit status from %v: %q after the first one, ignored", c.RemoteAddr(), s.Wire())
 	}
 }
 

@@ -16,6 +16,7 @@ package status
 import (
 	"errors"
 	"fmt"
+	"io"
 	"strconv"
 	"strings"
 )
@@ -163,4 +164,22 @@ func ParseWire(msg string) (Status, error) {
 		return Killed(n), nil
 	}
 	return Status{}, fmt.Errorf("%w: %q", ErrSyntax, msg)
+}
+
+// MaxWire bounds the parent message: ReadWire reads no more.
+const MaxWire = 64
+
+// ReadWire reads one parent message from r (at most MaxWire bytes, up to
+// its newline) and parses it.
+func ReadWire(r io.Reader) (Status, error) {
+	var b [MaxWire]byte
+	for n := 0; n < MaxWire; n++ {
+		if _, err := io.ReadFull(r, b[n:n+1]); err != nil {
+			return Status{}, fmt.Errorf("exit status after %q: %w", b[:n], err)
+		}
+		if b[n] == '\n' {
+			return ParseWire(string(b[:n+1]))
+		}
+	}
+	return Status{}, fmt.Errorf("%w: no newline in %d bytes", ErrSyntax, MaxWire)
 }

@@ -98,3 +98,23 @@ func FuzzParseWire(f *testing.F) {
 		}
 	})
 }
+
+func TestReadWire(t *testing.T) {
+	for _, c := range []struct {
+		in   string
+		want Status
+		ok   bool
+	}{
+		{"EXIT 3\nmore", Exit(3), true},
+		{"SIGNAL 9\n", Killed(9), true},
+		{"EXIT 3", Status{}, false},
+		{"EXIT 300\n", Status{}, false},
+		{strings.Repeat("E", MaxWire+10) + "\n", Status{}, false},
+		{"", Status{}, false},
+	} {
+		got, err := ReadWire(strings.NewReader(c.in))
+		if (err == nil) != c.ok || (c.ok && got != c.want) {
+			t.Errorf("ReadWire(%q) = %+v, %v; want %+v, ok %v", c.in, got, err, c.want, c.ok)
+		}
+	}
+}

@@ -13,6 +13,7 @@ import (
 	"net/netip"
 	"os"
 	"strconv"
+	"time"
 
 	"github.com/mdlayher/vsock"
 
@@ -22,6 +23,7 @@ import (
 	"github.com/qtenclave/enclave/internal/interrupt"
 	"github.com/qtenclave/enclave/parent/proxy"
 	"github.com/qtenclave/enclave/parent/qemu"
+	"github.com/qtenclave/enclave/proto/status"
 	"github.com/qtenclave/enclave/proto/vsockports"
 )
 
@@ -29,7 +31,7 @@ func init() {
 	register("proxy", command{summary: "the parent's side of an enclave's egress and ingress on a real parent instance; `proxy vsock-proxy` is a drop-in for AWS's vsock-proxy", run: runProxy})
 }
 
-const proxyUsage = `--eif app.eif [--cid CID] [--egress-allow RULE].. [--egress-host NAME=IP].. [--publish HOSTPORT:ENCLAVEPORT]..
+const proxyUsage = `--eif app.eif [--cid CID] [--egress-allow RULE].. [--egress-host NAME=IP].. [--publish HOSTPORT:ENCLAVEPORT].. [--status=false]
        qtenclave proxy vsock-proxy [-4|-6] [-w N] [--config FILE] LOCALPORT HOST PORT
 
 On a Nitro or Qingtian parent instance, over AF_VSOCK:
@@ -40,7 +42,10 @@ On a Nitro or Qingtian parent instance, over AF_VSOCK:
     (--egress-allow; default: exactly the image's policy); names are
     resolved here;
   - serves --publish: each connection to the host's HOSTPORT is joined to
-    the enclave's vsock ENCLAVEPORT (qtenclave build --publish), with --cid.
+    the enclave's vsock ENCLAVEPORT (qtenclave build --publish), with --cid;
+  - receives the enclave's exit status (vsock port 9001, what init reports
+    when the workload ends), prints it and exits with it (--status=false:
+    leave that port to another program).
 
 "qtenclave proxy vsock-proxy" behaves as AWS's vsock-proxy: it listens on
 vsock LOCALPORT and forwards each connection, raw, to HOST:PORT, which the
@@ -81,6 +86,7 @@ func runProxy(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	eifPath := flags.String("eif", "", "the enclave's image `FILE` (its egress policy)")
 	cid := flags.Uint("cid", 0, "the enclave's `CID`, for --publish")
 	egressPort := flags.Uint("egress-port", vsockports.Egress, "the vsock port of egress tunnels")
+	wantStatus := flags.Bool("status", true, "receive the enclave's exit status on vsock port 9001 and exit with it")
 	var allow cliflag.List
 	flags.Var(&allow, "egress-allow", "the operator's egress allowlist: `RULE` (repeatable; default: the image's policy)")
 	hosts := map[string][]netip.Addr{}
@@ -125,6 +131,16 @@ func runProxy(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		}
 	}
 	errs := make(chan error, 1+len(publish))
+	exited := make(chan status.Status, 1)
+	if *wantStatus {
+		l, err := listenVsock(vsockports.Status)
+		if err != nil {
+			logger.Printf("exit status: vsock port %d: %v", vsockports.Status, err)
+			return exitFailed
+		}
+		context.AfterFunc(ctx, func() { l.Close() })
+		go receiveStatus(l, exited, logger)
+	}
 	if t != nil {
 		t.Logf = logger.Printf
 		l, err := listenVsock(uint32(*egressPort))
@@ -150,12 +166,36 @@ func runProxy(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	select {
 	case <-ctx.Done():
 		return exitOK
+	case st := <-exited:
+		logger.Printf("enclave exited: %s", st.Line())
+		return st.Code
 	case err := <-errs:
 		if err != nil {
 			logger.Print(err)
 			return exitFailed
 		}
 		return exitOK
+	}
+}
+
+// receiveStatus takes the first well-formed exit status from l; closing
+// the connection after it is the acknowledgement init waits for.
+func receiveStatus(l net.Listener, out chan<- status.Status, logger *log.Logger) {
+	defer l.Close()
+	for {
+		c, err := l.Accept()
+		if err != nil {
+			return
+		}
+		c.SetDeadline(time.Now().Add(10 * time.Second))
+		st, err := status.ReadWire(c)
+		c.Close()
+		if err != nil {
+			logger.Printf("exit status from %v: %v", c.RemoteAddr(), err)
+			continue
+		}
+		out <- st
+		return
 	}
 }
 

@@ -135,7 +135,8 @@ func TestProxyTunnels(t *testing.T) {
 		done <- run([]string{"proxy", "--eif", out, "--egress-allow", "echo.test:" + port, "--egress-host", "echo.test=127.0.0.1", "--egress-host", "other.test=127.0.0.1"},
 			strings.NewReader(""), io.Discard, &errb)
 	}()
-	l := <-ls
+	statusL := <-ls // the exit status port, listened on first
+	l := <-ls       // the egress port
 	open := func(dest string) (net.Conn, error) {
 		c, err := net.Dial("tcp", l.Addr().String())
 		if err != nil {
@@ -170,13 +171,27 @@ func TestProxyTunnels(t *testing.T) {
 	if _, err := open("third.test:" + port); err == nil || !strings.Contains(err.Error(), "image policy: default deny") {
 		t.Errorf("tunnel to third.test = %v", err)
 	}
-	l.Close()
+	// The enclave's exit status ends the proxy with that code; a malformed
+	// one first is ignored.
+	for _, msg := range []string{"EXIT banana\n", "EXIT 7\n"} {
+		sc, err := net.Dial("tcp", statusL.Addr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		fmt.Fprint(sc, msg)
+		sc.SetReadDeadline(time.Now().Add(10 * time.Second))
+		if _, err := sc.Read(make([]byte, 1)); err != io.EOF { // the close is the acknowledgement
+			t.Errorf("after %q: %v, want the proxy's close", msg, err)
+		}
+		sc.Close()
+	}
 	select {
 	case code := <-done:
-		if code != 0 {
-			t.Errorf("proxy after its listener closed = %d: %s", code, errb.String())
+		if code != 7 || !strings.Contains(errb.String(), "enclave exited: qtenclave-exit: code=7") {
+			t.Errorf("proxy after the enclave's EXIT 7 = %d: %s", code, errb.String())
 		}
 	case <-time.After(10 * time.Second):
 		t.Fatal("proxy did not end")
 	}
+	l.Close()
 }
