@@ -50,6 +50,9 @@ func Manifest(img *Image, opts Options) (*launch.Manifest, error) {
 			}
 		}
 		m.Publish = l.Publish
+		if (m.Egress != nil || len(m.Publish) > 0) && m.Agent != nil && !*m.Agent {
+			return nil, fmt.Errorf("rootfs: egress and published ports are served by qtsm-agent, which the manifest turns off (agent: false)")
+		}
 	}
 	if m.WorkingDir != "" && !strings.HasPrefix(m.WorkingDir, "/") {
 		return nil, fmt.Errorf("rootfs: working directory %q is not absolute", m.WorkingDir)

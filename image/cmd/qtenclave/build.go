@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -106,6 +107,7 @@ func runBuild(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	fs.UintVar(&proxyPort, "egress-proxy-port", 0, "the egress HTTP proxy's port on 127.0.0.1 (default 3128)")
 	var forwards cliflag.List
 	fs.Var(&forwards, "egress-forward", "reach `NAME:PORT` without a proxy: the name gets a loopback address of its own in /etc/hosts (repeatable; the policy must allow it)")
+	configPath := fs.String("config", "", "declarative `FILE` (YAML) with everything the launch manifest holds; flags given win, list flags add")
 	var publish cliflag.List
 	fs.Var(&publish, "publish", "let the parent reach the workload's TCP `PORT` on 127.0.0.1 through the same vsock port (repeatable; launch manifest)")
 	pos, err := cliflag.Parse(fs, args)
@@ -119,6 +121,13 @@ func runBuild(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	if c.image == "" || c.output == "" || c.kernel == "" {
 		fmt.Fprintln(stderr, "qtenclave build: --image, --kernel and -o are required (build a kernel with scripts/build-kernel.sh)")
 		return exitUsage
+	}
+	if *configPath != "" {
+		if err := applyConfigFile(fs, *configPath, &entrypoint, &cmd, &env, &workdir, &user, &knobs, &stopTimeout,
+			&egressAllow, &egressDeny, &forwards, &proxyPort, &publish); err != nil {
+			fmt.Fprintf(stderr, "qtenclave build: --config: %v\n", err)
+			return exitUsage
+		}
 	}
 	if (c.signKey == "") != (c.signCert == "") {
 		fmt.Fprintln(stderr, "qtenclave build: --sign-key and --sign-cert go together")
@@ -158,7 +167,7 @@ func runBuild(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		}
 		knobs.Publish = append(knobs.Publish, uint16(n))
 	}
-	if knobs.Hostname != "" || knobs.TmpNoexec || knobs.NofileLimit != 0 || knobs.StopTimeout != 0 || knobs.Egress != nil || knobs.Publish != nil {
+	if knobs.Hostname != "" || knobs.TmpNoexec || knobs.NofileLimit != 0 || knobs.StopTimeout != 0 || knobs.Egress != nil || knobs.Publish != nil || knobs.Agent != nil {
 		c.launch = &knobs
 	}
 	c.override = rootfs.Config{Entrypoint: entrypoint.V, Cmd: cmd.V, Env: env, WorkingDir: workdir, User: user}
@@ -226,4 +235,63 @@ func build(ctx context.Context, c *buildConfig, spec image.Spec, stderr io.Write
 		fmt.Fprintf(stderr, "wrote %s\n", c.output)
 	}
 	return m, nil
+}
+
+// applyConfigFile takes what --config's file sets and the command line
+// does not: a flag given wins, a list flag adds to the file's list.
+func applyConfigFile(fs *flag.FlagSet, path string, entrypoint, cmd *cliflag.Argv, env *cliflag.List, workdir, user *string,
+	knobs *launch.Manifest, stopTimeout *uint, allow, deny, forwards *cliflag.List, proxyPort *uint, publish *cliflag.List) error {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return err
+	}
+	fc, err := image.ParseBuildConfig(b)
+	if err != nil {
+		return fmt.Errorf("%s: %w", path, err)
+	}
+	set := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	if !set["entrypoint"] && fc.Entrypoint != nil {
+		entrypoint.V = fc.Entrypoint
+	}
+	if !set["cmd"] && fc.Cmd != nil {
+		cmd.V = fc.Cmd
+	}
+	*env = append(append(cliflag.List{}, fc.Env...), *env...)
+	if !set["workdir"] && fc.WorkingDir != "" {
+		*workdir = fc.WorkingDir
+	}
+	if !set["user"] && fc.User != "" {
+		*user = fc.User
+	}
+	if !set["hostname"] {
+		knobs.Hostname = fc.Hostname
+	}
+	if !set["tmp-noexec"] {
+		knobs.TmpNoexec = fc.TmpNoexec
+	}
+	if !set["nofile"] {
+		knobs.NofileLimit = fc.NofileLimit
+	}
+	if !set["stop-timeout"] {
+		*stopTimeout = uint(fc.StopTimeout)
+	}
+	knobs.Agent = fc.Agent
+	if e := fc.Egress; e != nil {
+		*allow = append(append(cliflag.List{}, e.Allow...), *allow...)
+		*deny = append(append(cliflag.List{}, e.Deny...), *deny...)
+		*forwards = append(append(cliflag.List{}, e.Forwards...), *forwards...)
+		if !set["egress-proxy-port"] {
+			*proxyPort = uint(e.ProxyPort)
+		}
+		if len(*allow) == 0 && len(*deny) == 0 && len(*forwards) == 0 && *proxyPort == 0 {
+			*proxyPort = launch.DefaultProxyPort // an egress section, even empty, opens egress
+		}
+	}
+	var ports cliflag.List
+	for _, p := range fc.Publish {
+		ports = append(ports, strconv.Itoa(int(p)))
+	}
+	*publish = append(ports, *publish...)
+	return nil
 }

@@ -760,3 +760,61 @@ func TestBuildEgress(t *testing.T) {
 		t.Errorf("LaunchManifest(plain EIF) = %+v, %v; want no egress", m, err)
 	}
 }
+
+// TestBuildConfigFile: --config's YAML sets what the manifest holds; flags
+// given win, list flags add; a typo in the file is refused.
+func TestBuildConfigFile(t *testing.T) {
+	f := newFixture(t)
+	cfg := filepath.Join(t.TempDir(), "enclave.yaml")
+	mustWrite(t, cfg, []byte(`# an enclave
+cmd: ["/bin/server", "--from-file"]
+env: ["FROM_FILE=1"]
+working_dir: /
+hostname: from-file
+tmp_noexec: true
+nofile_limit: 4096
+stop_timeout: 30
+egress:
+  allow: ["kms.eu-west-1.amazonaws.com:443"]
+  deny: ["10.0.0.0/8"]
+  proxy_port: 8888
+  forwards: ["kms.eu-west-1.amazonaws.com:443"]
+publish: [8080]
+`), 0o644)
+	out := filepath.Join(t.TempDir(), "cfg.eif")
+	args := []string{"build", "--image", "dir:" + f.rootfs, "--kernel", f.kernel, "--init", f.init, "--agent", f.agent, "--kmod", f.kmod,
+		"-o", out, "--config", cfg, "--hostname", "from-flag", "--egress-allow", "api.example.com:443", "--publish", "9090", "--env", "FROM_FLAG=1"}
+	if code, _, stderr := cli(t, args...); code != 0 {
+		t.Fatalf("build --config = %d: %s", code, stderr)
+	}
+	e, err := eif.Open(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Close()
+	m, err := image.LaunchManifest(e)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(m.Cmd, []string{"/bin/server", "--from-file"}) || m.Hostname != "from-flag" || !m.TmpNoexec || m.NofileLimit != 4096 || m.StopTimeout != 30 ||
+		!slices.Contains(m.Env, "FROM_FILE=1") || !slices.Contains(m.Env, "FROM_FLAG=1") || !slices.Equal(m.Publish, []uint16{8080, 9090}) {
+		t.Errorf("manifest = %+v", m)
+	}
+	if e := m.Egress; e == nil || !slices.Equal(e.Allow, []string{"kms.eu-west-1.amazonaws.com:443", "api.example.com:443"}) ||
+		!slices.Equal(e.Deny, []string{"10.0.0.0/8"}) || e.ProxyPort != 8888 || !slices.Equal(e.Forwards, []string{"kms.eu-west-1.amazonaws.com:443"}) {
+		t.Errorf("manifest egress = %+v", m.Egress)
+	}
+	for _, c := range []struct{ file, msg string }{
+		{"hostnme: typo\n", "field hostnme not found"},
+		{"egress:\n  alow: [a.example]\n", "field alow not found"},
+		{"publish: [70000]\n", "70000"},
+		{"cmd: [a]\n---\ncmd: [b]\n", "more than one YAML document"},
+		{"agent: false\npublish: [8080]\n", "served by qtsm-agent"},
+	} {
+		mustWrite(t, cfg, []byte(c.file), 0o644)
+		code, _, stderr := cli(t, f.buildArgs(filepath.Join(t.TempDir(), "bad.eif"), "--config", cfg)...)
+		if code == 0 || !strings.Contains(stderr, c.msg) {
+			t.Errorf("build --config with %q = %d %q, want a failure saying %q", c.file, code, stderr, c.msg)
+		}
+	}
+}
