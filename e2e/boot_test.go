@@ -90,14 +90,20 @@ func (h *harness) demoImage(t *testing.T) string {
 	if err := os.MkdirAll(fsdir, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	cmd := exec.Command("go", "build", "-trimpath", "-buildvcs=false", "-ldflags=-s -w -buildid=",
-		"-o", filepath.Join(fsdir, "app"), "./examples/attest-demo")
+	h.goBuild(t, "./examples/attest-demo", filepath.Join(fsdir, "app"))
+	return h.packImage(t, "demo", fsdir, ocilayout.Config{Entrypoint: []string{"/app"}, Env: []string{"MODE=demo"}})
+}
+
+// goBuild builds the Go program pkg (relative to the module root)
+// statically and reproducibly into out.
+func (h *harness) goBuild(t *testing.T, pkg, out string) {
+	t.Helper()
+	cmd := exec.Command("go", "build", "-trimpath", "-buildvcs=false", "-ldflags=-s -w -buildid=", "-o", out, pkg)
 	cmd.Dir = h.root
 	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("build demo: %v\n%s", err, out)
+	if b, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("go build %s: %v\n%s", pkg, err, b)
 	}
-	return h.packImage(t, "demo", fsdir, ocilayout.Config{Entrypoint: []string{"/app"}, Env: []string{"MODE=demo"}})
 }
 
 // packImage packs the directory fsdir into an OCI layout named name, and

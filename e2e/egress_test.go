@@ -18,7 +18,6 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"testing"
@@ -111,13 +110,7 @@ func TestIntegrationBootEgress(t *testing.T) {
 	if err := os.MkdirAll(fsdir, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	cmd := exec.Command("go", "build", "-trimpath", "-buildvcs=false", "-ldflags=-s -w -buildid=",
-		"-o", filepath.Join(fsdir, "egress-demo"), "./e2e/testdata/egress-demo")
-	cmd.Dir = h.root
-	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("build egress-demo: %v\n%s", err, out)
-	}
+	h.goBuild(t, "./e2e/testdata/egress-demo", filepath.Join(fsdir, "egress-demo"))
 	if err := os.WriteFile(filepath.Join(fsdir, "ca.pem"), caPEM, 0o644); err != nil {
 		t.Fatal(err)
 	}

@@ -44,19 +44,21 @@ type Tunnels struct {
 	// listener's backlog.
 	MaxTunnels int
 	Logf       func(format string, args ...any)
-
-	wg sync.WaitGroup
 }
 
 // Serve accepts tunnels on l until it fails (Close it to stop), then
 // waits for the open tunnels to end.
 func (t *Tunnels) Serve(l net.Listener) error {
-	max := t.MaxTunnels
-	if max <= 0 {
-		max = DefaultMaxTunnels
-	}
+	return serveBounded(l, or(t.MaxTunnels, DefaultMaxTunnels), t.Handle)
+}
+
+// serveBounded handles each connection l accepts on its own goroutine,
+// at most max at once (more wait in the listener's backlog), until l is
+// closed; then it waits for the handlers to return.
+func serveBounded(l net.Listener, max int, handle func(net.Conn)) error {
 	slots := make(chan struct{}, max)
-	defer t.wg.Wait()
+	var wg sync.WaitGroup
+	defer wg.Wait()
 	for {
 		slots <- struct{}{}
 		c, err := l.Accept()
@@ -67,11 +69,11 @@ func (t *Tunnels) Serve(l net.Listener) error {
 			}
 			return err
 		}
-		t.wg.Add(1)
+		wg.Add(1)
 		go func() {
-			defer t.wg.Done()
+			defer wg.Done()
 			defer func() { <-slots }()
-			t.Handle(c)
+			handle(c)
 		}()
 	}
 }

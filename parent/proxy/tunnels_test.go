@@ -237,22 +237,7 @@ func echo(t *testing.T) net.Listener {
 
 // connect opens a CONNECT tunnel through the proxy.
 func connect(t testing.TB, proxy *url.URL, dest string) (net.Conn, *bufio.Reader, error) {
-	c, err := net.Dial("tcp", proxy.Host)
-	if err != nil {
-		return nil, nil, err
-	}
-	fmt.Fprintf(c, "CONNECT %s HTTP/1.1\r\nHost: %s\r\n\r\n", dest, dest)
-	br := bufio.NewReader(c)
-	resp, err := http.ReadResponse(br, &http.Request{Method: http.MethodConnect})
-	if err != nil {
-		c.Close()
-		return nil, nil, err
-	}
-	if resp.StatusCode != 200 {
-		c.Close()
-		return nil, nil, fmt.Errorf("CONNECT %s: %s", dest, resp.Status)
-	}
-	return c, br, nil
+	return connectAddr(proxy.Host, dest)
 }
 
 // TestConcurrentTunnels opens 200 tunnels at once through the proxy to an

@@ -1,21 +1,17 @@
 package proxy
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"net/netip"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 
-	"go.yaml.in/yaml/v3"
-
 	"github.com/qtenclave/enclave/internal/splice"
+	"github.com/qtenclave/enclave/internal/strictyaml"
 )
 
 // This file is the drop-in for AWS's vsock-proxy: "vsock-proxy LOCALPORT
@@ -44,13 +40,8 @@ const MaxAllowlist = 1 << 20
 // address or an out-of-range port are errors, not entries that match
 // nothing.
 func ParseAllowlist(b []byte) (*Allowlist, error) {
-	if len(b) > MaxAllowlist {
-		return nil, fmt.Errorf("allowlist: %d bytes, more than %d", len(b), MaxAllowlist)
-	}
 	var a Allowlist
-	dec := yaml.NewDecoder(bytes.NewReader(b))
-	dec.KnownFields(true)
-	if err := dec.Decode(&a); err != nil && !errors.Is(err, io.EOF) {
+	if err := strictyaml.Decode(b, MaxAllowlist, &a); err != nil {
 		return nil, fmt.Errorf("allowlist: %w", err)
 	}
 	if a.Allowlist == nil {
@@ -173,30 +164,7 @@ type Fixed struct {
 // Serve forwards the connections l accepts until l is closed, then waits
 // for the open ones to end.
 func (f *Fixed) Serve(l net.Listener) error {
-	workers := f.Workers
-	if workers <= 0 {
-		workers = 4
-	}
-	slots := make(chan struct{}, workers)
-	var wg sync.WaitGroup
-	defer wg.Wait()
-	for {
-		slots <- struct{}{}
-		c, err := l.Accept()
-		if err != nil {
-			<-slots
-			if errors.Is(err, net.ErrClosed) {
-				return nil
-			}
-			return err
-		}
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			defer func() { <-slots }()
-			f.handle(c)
-		}()
-	}
+	return serveBounded(l, or(f.Workers, 4), f.handle)
 }
 
 func (f *Fixed) handle(c net.Conn) {

@@ -118,6 +118,12 @@ func (d *decoder) list(open, close byte, elem func() error) error {
 }
 
 func (d *decoder) object(m *Manifest) error {
+	return d.members("", func(key string) error { return d.field(m, key) })
+}
+
+// members reads an object, calling field for each member's value, by
+// key; prefix names the object in errors.
+func (d *decoder) members(prefix string, field func(key string) error) error {
 	seen := map[string]bool{}
 	return d.list('{', '}', func() error {
 		key, err := d.str()
@@ -125,13 +131,13 @@ func (d *decoder) object(m *Manifest) error {
 			return err
 		}
 		if seen[key] {
-			return d.errorf("duplicate field %q", key)
+			return d.errorf("duplicate field %q", prefix+key)
 		}
 		seen[key] = true
 		if err := d.expect(':'); err != nil {
 			return err
 		}
-		return d.field(m, key)
+		return field(key)
 	})
 }
 
@@ -216,19 +222,7 @@ func (d *decoder) field(m *Manifest, key string) error {
 }
 
 func (d *decoder) egress(e *Egress) error {
-	seen := map[string]bool{}
-	return d.list('{', '}', func() error {
-		key, err := d.str()
-		if err != nil {
-			return err
-		}
-		if seen[key] {
-			return d.errorf("duplicate field egress.%s", key)
-		}
-		seen[key] = true
-		if err := d.expect(':'); err != nil {
-			return err
-		}
+	return d.members("egress.", func(key string) error {
 		switch key {
 		case "allow":
 			return d.strings(&e.Allow)
@@ -243,7 +237,7 @@ func (d *decoder) egress(e *Egress) error {
 		case "forwards":
 			return d.strings(&e.Forwards)
 		}
-		return d.errorf("unknown field egress.%q", key)
+		return d.errorf("unknown field %q", "egress."+key)
 	})
 }
 

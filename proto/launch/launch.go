@@ -35,54 +35,54 @@ const DefaultPath = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bi
 
 // Manifest is the launch configuration.
 type Manifest struct {
-	Version int `json:"version"`
+	Version int `json:"version" yaml:"-"`
 	// Entrypoint and Cmd as in the image config; Argv combines them the way
 	// Docker does.
-	Entrypoint []string `json:"entrypoint,omitempty"`
-	Cmd        []string `json:"cmd,omitempty"`
+	Entrypoint []string `json:"entrypoint,omitempty" yaml:"entrypoint"`
+	Cmd        []string `json:"cmd,omitempty" yaml:"cmd"`
 	// Env is KEY=VALUE entries, in order; a later duplicate key wins.
-	Env []string `json:"env,omitempty"`
+	Env []string `json:"env,omitempty" yaml:"env"`
 	// WorkingDir is the workload's working directory inside the rootfs
 	// (default "/").
-	WorkingDir string `json:"working_dir,omitempty"`
+	WorkingDir string `json:"working_dir,omitempty" yaml:"working_dir"`
 	// User is "name", "uid", "name:group", "uid:gid" and so on, resolved
 	// against the rootfs's /etc/passwd and /etc/group (default root).
-	User string `json:"user,omitempty"`
+	User string `json:"user,omitempty" yaml:"user"`
 	// Hostname for the enclave (default "enclave").
-	Hostname string `json:"hostname,omitempty"`
+	Hostname string `json:"hostname,omitempty" yaml:"hostname"`
 	// TmpNoexec mounts /tmp noexec (AWS's behaviour); default exec allowed.
-	TmpNoexec bool `json:"tmp_noexec,omitempty"`
+	TmpNoexec bool `json:"tmp_noexec,omitempty" yaml:"tmp_noexec"`
 	// NofileLimit raises RLIMIT_NOFILE for the workload (0 = init's default).
-	NofileLimit uint64 `json:"nofile_limit,omitempty"`
+	NofileLimit uint64 `json:"nofile_limit,omitempty" yaml:"nofile_limit"`
 	// Agent controls starting qtsm-agent: nil or true starts it when the
 	// binary is present, false never starts it.
-	Agent *bool `json:"agent,omitempty"`
+	Agent *bool `json:"agent,omitempty" yaml:"agent"`
 	// StopTimeout is the grace period, in seconds, between SIGTERM and
 	// SIGKILL when the parent stops the enclave (0 = proto/control's
 	// DefaultGrace), as docker run --stop-timeout.
-	StopTimeout uint32 `json:"stop_timeout,omitempty"`
+	StopTimeout uint32 `json:"stop_timeout,omitempty" yaml:"stop_timeout"`
 	// Egress opens the way out (nil: none): the policy the companion and
 	// the parent enforce, measured with the rest of the manifest.
-	Egress *Egress `json:"egress,omitempty"`
+	Egress *Egress `json:"egress,omitempty" yaml:"egress"`
 	// Publish lists the TCP ports the workload serves on 127.0.0.1 that
 	// the parent may reach: the companion listens on the same vsock port
 	// and connects each stream to the workload's port.
-	Publish []uint16 `json:"publish,omitempty"`
+	Publish []uint16 `json:"publish,omitempty" yaml:"publish"`
 }
 
 // Egress is the workload's way out of the enclave (proto/egress).
 type Egress struct {
 	// Allow and Deny are egress rules (proto/egress); what no rule allows
 	// is refused.
-	Allow []string `json:"allow,omitempty"`
-	Deny  []string `json:"deny,omitempty"`
+	Allow []string `json:"allow,omitempty" yaml:"allow"`
+	Deny  []string `json:"deny,omitempty" yaml:"deny"`
 	// ProxyPort is the HTTP proxy's port on 127.0.0.1 (0: DefaultProxyPort).
-	ProxyPort uint16 `json:"proxy_port,omitempty"`
+	ProxyPort uint16 `json:"proxy_port,omitempty" yaml:"proxy_port"`
 	// Forwards are destinations (name:port) for programs that ignore
 	// proxies: init gives each name a loopback address of its own
 	// (127.0.0.2, .3, ... in order) in /etc/hosts, and the companion
 	// tunnels what arrives there to the destination.
-	Forwards []string `json:"forwards,omitempty"`
+	Forwards []string `json:"forwards,omitempty" yaml:"forwards"`
 }
 
 // MaxForwards is how many forwards fit in 127.0.0.2..127.0.0.254.

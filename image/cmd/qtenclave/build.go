@@ -277,15 +277,15 @@ func applyConfigFile(fs *flag.FlagSet, path string, entrypoint, cmd *cliflag.Arg
 		*stopTimeout = uint(fc.StopTimeout)
 	}
 	knobs.Agent = fc.Agent
+	if fc.Egress != nil && len(fc.Egress.Allow)+len(fc.Egress.Deny)+len(fc.Egress.Forwards) == 0 && fc.Egress.ProxyPort == 0 {
+		fc.Egress.ProxyPort = launch.DefaultProxyPort // an egress section, even empty, opens egress
+	}
 	if e := fc.Egress; e != nil {
 		*allow = append(append(cliflag.List{}, e.Allow...), *allow...)
 		*deny = append(append(cliflag.List{}, e.Deny...), *deny...)
 		*forwards = append(append(cliflag.List{}, e.Forwards...), *forwards...)
 		if !set["egress-proxy-port"] {
 			*proxyPort = uint(e.ProxyPort)
-		}
-		if len(*allow) == 0 && len(*deny) == 0 && len(*forwards) == 0 && *proxyPort == 0 {
-			*proxyPort = launch.DefaultProxyPort // an egress section, even empty, opens egress
 		}
 	}
 	var ports cliflag.List

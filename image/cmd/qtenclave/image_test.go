@@ -733,15 +733,7 @@ func TestBuildEgress(t *testing.T) {
 		"--egress-deny", "[fd00::0/8]", "--egress-proxy-port", "8080")...); code != 0 {
 		t.Fatalf("build = %d: %s", code, stderr)
 	}
-	e, err := eif.Open(out)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer e.Close()
-	m, err := image.LaunchManifest(e)
-	if err != nil {
-		t.Fatal(err)
-	}
+	m := manifestOf(t, out)
 	want := &launch.Egress{Allow: []string{"api.example.com:443", "**.amazonaws.com"}, Deny: []string{"[fd00::/8]"}, ProxyPort: 8080}
 	if m.Egress == nil || !slices.Equal(m.Egress.Allow, want.Allow) || !slices.Equal(m.Egress.Deny, want.Deny) || m.Egress.ProxyPort != want.ProxyPort {
 		t.Errorf("LaunchManifest(built EIF).Egress = %+v, want %+v", m.Egress, want)
@@ -751,14 +743,24 @@ func TestBuildEgress(t *testing.T) {
 	if code, _, stderr := cli(t, f.buildArgs(plain)...); code != 0 {
 		t.Fatalf("build = %d: %s", code, stderr)
 	}
-	e2, err := eif.Open(plain)
+	if m := manifestOf(t, plain); m.Egress != nil {
+		t.Errorf("LaunchManifest(plain EIF).Egress = %+v, want none", m.Egress)
+	}
+}
+
+// manifestOf reads the launch manifest of the EIF at path.
+func manifestOf(t *testing.T, path string) *launch.Manifest {
+	t.Helper()
+	e, err := eif.Open(path)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer e2.Close()
-	if m, err := image.LaunchManifest(e2); err != nil || m.Egress != nil {
-		t.Errorf("LaunchManifest(plain EIF) = %+v, %v; want no egress", m, err)
+	defer e.Close()
+	m, err := image.LaunchManifest(e)
+	if err != nil {
+		t.Fatalf("LaunchManifest(%s) = %v", path, err)
 	}
+	return m
 }
 
 // TestBuildConfigFile: --config's YAML sets what the manifest holds; flags
@@ -787,15 +789,7 @@ publish: [8080]
 	if code, _, stderr := cli(t, args...); code != 0 {
 		t.Fatalf("build --config = %d: %s", code, stderr)
 	}
-	e, err := eif.Open(out)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer e.Close()
-	m, err := image.LaunchManifest(e)
-	if err != nil {
-		t.Fatal(err)
-	}
+	m := manifestOf(t, out)
 	if !slices.Equal(m.Cmd, []string{"/bin/server", "--from-file"}) || m.Hostname != "from-flag" || !m.TmpNoexec || m.NofileLimit != 4096 || m.StopTimeout != 30 ||
 		!slices.Contains(m.Env, "FROM_FILE=1") || !slices.Contains(m.Env, "FROM_FLAG=1") || !slices.Equal(m.Publish, []uint16{8080, 9090}) {
 		t.Errorf("manifest = %+v", m)
