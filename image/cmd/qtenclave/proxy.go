@@ -21,8 +21,10 @@ import (
 	"github.com/qtenclave/enclave/image/eif"
 	"github.com/qtenclave/enclave/internal/cliflag"
 	"github.com/qtenclave/enclave/internal/interrupt"
+	"github.com/qtenclave/enclave/parent/output"
 	"github.com/qtenclave/enclave/parent/proxy"
 	"github.com/qtenclave/enclave/parent/qemu"
+	"github.com/qtenclave/enclave/proto/logstream"
 	"github.com/qtenclave/enclave/proto/status"
 	"github.com/qtenclave/enclave/proto/vsockports"
 )
@@ -45,7 +47,11 @@ On a Nitro or Qingtian parent instance, over AF_VSOCK:
     the enclave's vsock ENCLAVEPORT (qtenclave build --publish), with --cid;
   - receives the enclave's exit status (vsock port 9001, what init reports
     when the workload ends), prints it and exits with it (--status=false:
-    leave that port to another program).
+    leave that port to another program);
+  - prints the enclave's log stream (vsock port 9002: the workload's stdout
+    and stderr as "stdout: ..." and "stderr: ..." lines, and init's and the
+    agent's), when the image's kernel command line asks init for it
+    (qtenclave build --append qtenclave.log_port=9002; --logs=false: not read).
 
 "qtenclave proxy vsock-proxy" behaves as AWS's vsock-proxy: it listens on
 vsock LOCALPORT and forwards each connection, raw, to HOST:PORT, which the
@@ -87,6 +93,7 @@ func runProxy(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	cid := flags.Uint("cid", 0, "the enclave's `CID`, for --publish")
 	egressPort := flags.Uint("egress-port", vsockports.Egress, "the vsock port of egress tunnels")
 	wantStatus := flags.Bool("status", true, "receive the enclave's exit status on vsock port 9001 and exit with it")
+	wantLogs := flags.Bool("logs", true, "print the enclave's log stream from vsock port 9002")
 	var allow cliflag.List
 	flags.Var(&allow, "egress-allow", "the operator's egress allowlist: `RULE` (repeatable; default: the image's policy)")
 	hosts := map[string][]netip.Addr{}
@@ -152,6 +159,17 @@ func runProxy(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		go func() { errs <- t.Serve(l) }()
 		logger.Printf("egress tunnels on vsock port %d", *egressPort)
 	}
+	if *wantLogs {
+		l, err := listenVsock(vsockports.Log)
+		if err != nil {
+			logger.Printf("log stream: vsock port %d: %v", vsockports.Log, err)
+			return exitFailed
+		}
+		context.AfterFunc(ctx, func() { l.Close() })
+		out := output.New(stdout, true)
+		defer out.Flush()
+		go printLogs(l, out, logger)
+	}
 	for _, p := range publish {
 		l, err := net.Listen(p.Network, p.Addr)
 		if err != nil {
@@ -196,6 +214,31 @@ func receiveStatus(l net.Listener, out chan<- status.Status, logger *log.Logger)
 		}
 		out <- st
 		return
+	}
+}
+
+// printLogs prints each log stream l accepts, record by record, each line
+// whole; the close after a stream's end is the acknowledgement init waits
+// for.
+func printLogs(l net.Listener, out *output.Printer, logger *log.Logger) {
+	for {
+		c, err := l.Accept()
+		if err != nil {
+			return
+		}
+		r := logstream.NewReader(c)
+		for {
+			rec, err := r.Next()
+			if err != nil {
+				if !errors.Is(err, io.EOF) {
+					logger.Printf("log stream from %v: %v", c.RemoteAddr(), err)
+				}
+				break
+			}
+			out.Record(rec)
+		}
+		out.Flush()
+		c.Close()
 	}
 }
 

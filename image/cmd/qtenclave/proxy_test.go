@@ -130,13 +130,27 @@ func TestProxyTunnels(t *testing.T) {
 	}
 	ls := fakeVsock(t)
 	done := make(chan int, 1)
-	var errb syncBuf
+	var errb, outb syncBuf
 	go func() {
 		done <- run([]string{"proxy", "--eif", out, "--egress-allow", "echo.test:" + port, "--egress-host", "echo.test=127.0.0.1", "--egress-host", "other.test=127.0.0.1"},
-			strings.NewReader(""), io.Discard, &errb)
+			strings.NewReader(""), &outb, &errb)
 	}()
 	statusL := <-ls // the exit status port, listened on first
 	l := <-ls       // the egress port
+	logL := <-ls    // the log stream port
+	// A log stream: its records are printed, each line whole.
+	lc, err := net.Dial("tcp", logL.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	fmt.Fprint(lc, "qtenclave-log 1\nstdout hello from the workload\nstderr+part one, \nstderr part two\n")
+	lc.(*net.TCPConn).CloseWrite()
+	lc.SetReadDeadline(time.Now().Add(10 * time.Second))
+	io.ReadAll(lc) // the proxy's close acknowledges the stream
+	lc.Close()
+	if got := outb.String(); !strings.Contains(got, "stdout: hello from the workload\n") || !strings.Contains(got, "stderr: part one, part two\n") {
+		t.Errorf("log stream printed %q", got)
+	}
 	open := func(dest string) (net.Conn, error) {
 		c, err := net.Dial("tcp", l.Addr().String())
 		if err != nil {
