@@ -14,6 +14,9 @@
 //	       [--public-key-file F] [--out F] [--base64]
 //	                                       attestation document (raw CBOR)
 //	random [N] [--raw]                     N random bytes (default 32), hex
+//	kms decrypt|generate-data-key|generate-random [...]
+//	                                       a secret from KMS, released only to
+//	                                       this attested enclave (kms.go)
 //
 // Exit status: 0 success, 1 failure, 2 usage.
 package main
@@ -52,6 +55,7 @@ commands:
   pcr lock-range N
   attest [--nonce HEX] [--user-data HEX | --user-data-file F] [--public-key-file F] [--out F] [--base64]
   random [N] [--raw]
+  ` + kmsUsage + `
 `
 
 // usageError is a command-line mistake (exit 2).
@@ -103,6 +107,8 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		parse = attest
 	case "random":
 		parse = random
+	case "kms":
+		parse = kmsCmd
 	case "help":
 		fmt.Fprint(stdout, usage)
 		return 0

@@ -1,0 +1,169 @@
+package main
+
+import (
+	"crypto/rsa"
+	"crypto/x509"
+	"encoding/base64"
+	"encoding/pem"
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"strings"
+
+	"github.com/aws/aws-sdk-go-v2/credentials"
+
+	"github.com/qtenclave/enclave/kms"
+)
+
+const kmsUsage = `kms decrypt --ciphertext B64 [--key-id ID] [--encryption-context K=V]..
+  kms generate-data-key --key-id ID [--bytes N] [--encryption-context K=V]..
+  kms generate-random [--bytes N]
+    common: [--vendor aws] [--region R] [--endpoint URL] [--recipient-key FILE.pem]
+    KMS releases the secret only to this attested enclave (a Recipient with an
+    attestation document); it is printed as one line of standard base64 (--json:
+    the whole answer). Credentials: AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY,
+    AWS_SESSION_TOKEN; region: --region, else AWS_REGION or AWS_DEFAULT_REGION.`
+
+// contextFlag is a repeatable --encryption-context K=V.
+type contextFlag map[string]string
+
+func (c contextFlag) String() string { return fmt.Sprint(map[string]string(c)) }
+func (c contextFlag) Set(s string) error {
+	k, v, ok := strings.Cut(s, "=")
+	if !ok || k == "" {
+		return fmt.Errorf("want K=V, got %q", s)
+	}
+	if _, dup := c[k]; dup {
+		return fmt.Errorf("key %q given twice", k)
+	}
+	c[k] = v
+	return nil
+}
+
+func kmsCmd(args []string) (action, error) {
+	if len(args) == 0 {
+		return nil, usagef("%s", kmsUsage)
+	}
+	sub := args[0]
+	fs := flag.NewFlagSet("kms "+sub, flag.ContinueOnError)
+	vendor := fs.String("vendor", "aws", "aws (huawei: not built yet)")
+	region := fs.String("region", firstEnv("AWS_REGION", "AWS_DEFAULT_REGION"), "the KMS region")
+	endpoint := fs.String("endpoint", "", "KMS endpoint URL (default: the region's)")
+	keyFile := fs.String("recipient-key", "", "an RSA private key (PEM) to use instead of an ephemeral one")
+	keyID := fs.String("key-id", "", "KMS key ID, ARN or alias")
+	ciphertext := fs.String("ciphertext", "", "the ciphertext blob, standard base64")
+	n := fs.Int("bytes", 0, "how many bytes (data key: default 32, AES-256; random: default 32)")
+	encCtx := contextFlag{}
+	fs.Var(encCtx, "encryption-context", "K=V (repeatable)")
+	pos, err := parseArgs(fs, args[1:])
+	if err != nil {
+		return nil, err
+	}
+	if len(pos) != 0 {
+		return nil, usagef("kms %s: unexpected argument %q", sub, pos[0])
+	}
+	switch {
+	case *vendor == "huawei":
+		return nil, errors.New("kms: --vendor huawei is not built yet (the AWS recipient flow is)")
+	case *vendor != "aws":
+		return nil, usagef("kms: --vendor %q: want aws", *vendor)
+	case *region == "":
+		return nil, usagef("kms: no region: --region, AWS_REGION or AWS_DEFAULT_REGION")
+	case *n < 0 || *n > 1024:
+		return nil, usagef("kms: --bytes %d outside 1..1024", *n)
+	}
+	var blob []byte
+	switch sub {
+	case "decrypt":
+		if blob, err = base64.StdEncoding.DecodeString(*ciphertext); err != nil || len(blob) == 0 {
+			return nil, usagef("kms decrypt: --ciphertext: want standard base64 of the ciphertext blob")
+		}
+	case "generate-data-key":
+		if *keyID == "" {
+			return nil, usagef("kms generate-data-key: --key-id is required")
+		}
+	case "generate-random":
+		if *n == 0 {
+			*n = 32
+		}
+	default:
+		return nil, usagef("kms: unknown command %q\n%s", sub, kmsUsage)
+	}
+	var key *rsa.PrivateKey
+	if *keyFile != "" {
+		if key, err = readRSAKey(*keyFile); err != nil {
+			return nil, err
+		}
+	}
+	return func(e *env) error {
+		id, secret := os.Getenv("AWS_ACCESS_KEY_ID"), os.Getenv("AWS_SECRET_ACCESS_KEY")
+		if id == "" || secret == "" {
+			return errors.New("kms: no AWS credentials in the environment (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN)")
+		}
+		rec, err := kms.NewRecipient(e.m, key)
+		if err != nil {
+			return fmt.Errorf("kms %s: %w", sub, err)
+		}
+		a := &kms.AWS{Client: kms.NewAWSClient(*region, *endpoint, credentials.NewStaticCredentialsProvider(id, secret, os.Getenv("AWS_SESSION_TOKEN"))), Recipient: rec}
+		var out map[string][]byte
+		switch sub {
+		case "decrypt":
+			var pt []byte
+			if pt, err = a.Decrypt(e.ctx, blob, *keyID, encCtx); err == nil {
+				out = map[string][]byte{"plaintext": pt}
+			}
+		case "generate-data-key":
+			var pt, b []byte
+			if pt, b, err = a.GenerateDataKey(e.ctx, *keyID, *n, encCtx); err == nil {
+				out = map[string][]byte{"plaintext": pt, "ciphertext_blob": b}
+			}
+		case "generate-random":
+			var r []byte
+			if r, err = a.GenerateRandom(e.ctx, *n); err == nil {
+				out = map[string][]byte{"plaintext": r}
+			}
+		}
+		if err != nil {
+			return fmt.Errorf("kms %s: %w", sub, err)
+		}
+		if e.json {
+			return e.printJSON(out)
+		}
+		_, err = fmt.Fprintln(e.stdout, base64.StdEncoding.EncodeToString(out["plaintext"]))
+		return err
+	}, nil
+}
+
+func firstEnv(names ...string) string {
+	for _, n := range names {
+		if v := os.Getenv(n); v != "" {
+			return v
+		}
+	}
+	return ""
+}
+
+// readRSAKey reads an RSA private key in PEM (PKCS#1 or PKCS#8).
+func readRSAKey(path string) (*rsa.PrivateKey, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("kms: --recipient-key: %w", err)
+	}
+	blk, _ := pem.Decode(b)
+	if blk == nil {
+		return nil, fmt.Errorf("kms: --recipient-key %s: no PEM block", path)
+	}
+	if k, err := x509.ParsePKCS1PrivateKey(blk.Bytes); err == nil {
+		return k, nil
+	}
+	k, err := x509.ParsePKCS8PrivateKey(blk.Bytes)
+	if err != nil {
+		return nil, fmt.Errorf("kms: --recipient-key %s: %v", path, err)
+	}
+	rk, ok := k.(*rsa.PrivateKey)
+	if !ok {
+		return nil, fmt.Errorf("kms: --recipient-key %s: not an RSA key", path)
+	}
+	return rk, nil
+}

@@ -1,0 +1,90 @@
+package main
+
+import (
+	"context"
+	"encoding/base64"
+	"encoding/hex"
+	"encoding/json"
+	"net/http/httptest"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/qtenclave/enclave/agent"
+	"github.com/qtenclave/enclave/kms/fakekms"
+	"github.com/qtenclave/enclave/qtsm"
+	"github.com/qtenclave/enclave/qtsm/pcr"
+	"github.com/qtenclave/enclave/qtsm/sim"
+)
+
+// TestKMS runs every kms command against the fake KMS, through an agent
+// on the simulator whose root the fake trusts.
+func TestKMS(t *testing.T) {
+	m, err := sim.New(sim.Options{Vendor: qtsm.VendorNitro, PCRs: map[int][]byte{0: pcr.Measure([]byte("eif"))}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sock := filepath.Join(t.TempDir(), "qtsm.sock")
+	l, err := agent.Listen(sock, 0o600, -1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := agent.New(agent.Config{Module: qtsm.NewSession(m), Device: "sim", Logf: t.Logf})
+	go srv.Serve(l)
+	t.Cleanup(func() { srv.Shutdown(context.Background()); l.Close() })
+
+	fake := &fakekms.Server{Verify: m.VerifyOptions()}
+	fake.AddKey(&fakekms.Key{ID: "enclave-key", RequirePCRs: map[int]string{0: hex.EncodeToString(pcr.Measure([]byte("eif")))}, RequireRecipient: true})
+	fake.AddKey(&fakekms.Key{ID: "other-image", RequirePCRs: map[int]string{0: strings.Repeat("00", 48)}})
+	hs := httptest.NewServer(fake)
+	defer hs.Close()
+	t.Setenv("AWS_ACCESS_KEY_ID", "AKIDEXAMPLE")
+	t.Setenv("AWS_SECRET_ACCESS_KEY", "secret")
+	t.Setenv("AWS_REGION", "eu-west-1")
+
+	blob, _ := fake.Encrypt("enclave-key", []byte("s3cr3t"), map[string]string{"app": "payments"})
+	other, _ := fake.Encrypt("other-image", []byte("s3cr3t"), nil)
+	b64 := base64.StdEncoding.EncodeToString
+	common := []string{"--socket", sock, "kms"}
+	for _, c := range []struct {
+		name   string
+		args   []string
+		code   int
+		out    string // stdout must contain
+		errOut string // stderr must contain
+	}{
+		{"decrypt", []string{"decrypt", "--endpoint", hs.URL, "--ciphertext", b64(blob), "--key-id", "enclave-key", "--encryption-context", "app=payments"}, 0, b64([]byte("s3cr3t")) + "\n", ""},
+		{"decrypt, another image's key", []string{"decrypt", "--endpoint", hs.URL, "--ciphertext", b64(other)}, 1, "", "KMS: AccessDeniedException: the key policy of other-image requires kms:RecipientAttestation:PCR0"},
+		{"decrypt, wrong context", []string{"decrypt", "--endpoint", hs.URL, "--ciphertext", b64(blob)}, 1, "", "InvalidCiphertextException"},
+		{"generate-random", []string{"generate-random", "--endpoint", hs.URL, "--bytes", "24"}, 0, "", ""},
+		{"generate-data-key --json", []string{"generate-data-key", "--endpoint", hs.URL, "--key-id", "enclave-key"}, 0, `"ciphertext_blob":`, ""},
+		{"huawei", []string{"decrypt", "--vendor", "huawei", "--ciphertext", b64(blob)}, 1, "", "not built yet"},
+		{"bad base64", []string{"decrypt", "--ciphertext", "%%%"}, 2, "", "standard base64"},
+		{"no key id", []string{"generate-data-key"}, 2, "", "--key-id is required"},
+		{"bad context", []string{"decrypt", "--ciphertext", b64(blob), "--encryption-context", "novalue"}, 2, "", "want K=V"},
+	} {
+		args := append(append([]string{}, common...), c.args...)
+		if c.name == "generate-data-key --json" {
+			args = append([]string{"--json"}, args...)
+		}
+		code, out, errOut := runCLI(t, "", args...)
+		if code != c.code || !strings.Contains(out, c.out) || !strings.Contains(errOut, c.errOut) {
+			t.Errorf("qtsm kms %s = %d, stdout %q, stderr %q; want %d, %q, %q", c.name, code, out, errOut, c.code, c.out, c.errOut)
+		}
+		switch c.name {
+		case "generate-random":
+			if b, err := base64.StdEncoding.DecodeString(strings.TrimSpace(out)); err != nil || len(b) != 24 {
+				t.Errorf("generate-random printed %q", out)
+			}
+		case "generate-data-key --json":
+			var v struct{ Plaintext, Ciphertext_blob []byte }
+			if err := json.Unmarshal([]byte(out), &v); err != nil || len(v.Plaintext) != 32 || len(v.Ciphertext_blob) == 0 {
+				t.Errorf("generate-data-key --json printed %q (%v)", out, err)
+			}
+		}
+	}
+	t.Setenv("AWS_SECRET_ACCESS_KEY", "")
+	if code, _, errOut := runCLI(t, "", append(common, "generate-random", "--endpoint", hs.URL)...); code != 1 || !strings.Contains(errOut, "no AWS credentials") {
+		t.Errorf("without credentials = %d %q", code, errOut)
+	}
+}
