@@ -5,11 +5,16 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"net"
+	"net/http"
 	"net/netip"
+	"os"
 	"strings"
+	"time"
 
 	"github.com/qtenclave/enclave/image"
 	"github.com/qtenclave/enclave/image/eif"
+	"github.com/qtenclave/enclave/kms/fakekms"
 	"github.com/qtenclave/enclave/parent/emulator"
 	"github.com/qtenclave/enclave/parent/proxy"
 	"github.com/qtenclave/enclave/proto/egress"
@@ -76,4 +81,25 @@ func serveEgress(p *emulator.Parent, t *proxy.Tunnels) (stop func(), err error) 
 	}
 	go t.Serve(l)
 	return func() { l.Close() }, nil
+}
+
+// serveFakeKMS serves the fake KMS that the policy file describes, on its
+// listen address, until stop.
+func serveFakeKMS(path string, stderr io.Writer) (stop func(), err error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("--fake-kms: %w", err)
+	}
+	s, addr, err := fakekms.LoadPolicy(b)
+	if err != nil {
+		return nil, fmt.Errorf("--fake-kms %s: %w", path, err)
+	}
+	l, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("--fake-kms: %w", err)
+	}
+	hs := &http.Server{Handler: s, ReadHeaderTimeout: 10 * time.Second}
+	go hs.Serve(l)
+	fmt.Fprintf(stderr, "qtenclave run: fake KMS on http://%s\n", l.Addr())
+	return func() { hs.Close() }, nil
 }

@@ -126,6 +126,9 @@ type Options struct {
 	EgressAllow []string
 	// EgressHosts resolves these names for egress without DNS.
 	EgressHosts map[string][]netip.Addr
+	// FakeKMS is a fake KMS policy file (kms/fakekms) to serve on the
+	// host for the run ("": none).
+	FakeKMS string
 }
 
 // Check refuses options Run cannot honour; the messages name the
@@ -343,6 +346,13 @@ func Run(o *Options, sigc <-chan os.Signal, stdout, stderr io.Writer) (int, erro
 	served := make(chan error, 1)
 	go func() { served <- parent.ServeVhostUser(sctx, ul) }()
 	defer func() { cancel(); <-served }()
+	if o.FakeKMS != "" {
+		stop, err := serveFakeKMS(o.FakeKMS, stderr)
+		if err != nil {
+			return ExitFailed, err
+		}
+		defer stop()
+	}
 	if tunnels != nil {
 		stop, err := serveEgress(parent, tunnels)
 		if err != nil {

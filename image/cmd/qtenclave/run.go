@@ -95,6 +95,7 @@ func parseRunArgs(args []string, stderr io.Writer) (*qemu.Options, error) {
 	fs.DurationVar(&o.StopTimeout, "stop-timeout", 0, "on SIGTERM or SIGINT, the grace period between the workload's SIGTERM and SIGKILL (0: the image's stop_timeout, else 10s); a second signal ends QEMU at once")
 	fs.BoolVar(&o.Verbose, "v", false, "log the parent's vsock and vhost-user diagnostics to stderr")
 	fs.Var((*cliflag.List)(&o.EgressAllow), "egress-allow", "the operator's egress allowlist: `RULE` (repeatable; default: exactly what the image's policy allows; both must allow)")
+	fs.StringVar(&o.FakeKMS, "fake-kms", "", "serve a fake KMS on the host as the policy `FILE` says (kms/fakekms: its address, keys and their PCR conditions), for local boots")
 	o.EgressHosts = map[string][]netip.Addr{}
 	fs.Func("egress-host", "resolve `NAME=IP` for egress without DNS, as docker's --add-host (repeatable)", func(s string) error { return qemu.ParseHost(s, o.EgressHosts) })
 	positional, err := cliflag.Parse(fs, args)
