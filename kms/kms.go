@@ -187,3 +187,20 @@ func (a *AWS) GenerateRandom(ctx context.Context, n int) ([]byte, error) {
 	}
 	return a.sealed(out.Plaintext, out.CiphertextForRecipient)
 }
+
+// GenerateDataKeyPair returns a new key pair of spec (e.g. ECC_NIST_P256,
+// RSA_2048): the private key (PKCS#8 DER, opened here), the public key
+// (SubjectPublicKeyInfo DER) and the private key as KMS's ciphertext blob.
+func (a *AWS) GenerateDataKeyPair(ctx context.Context, keyID, spec string, encCtx map[string]string) (private, public, blob []byte, err error) {
+	ri, err := a.recipient(ctx)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	out, err := a.Client.GenerateDataKeyPair(ctx, &awskms.GenerateDataKeyPairInput{KeyId: aws.String(keyID),
+		KeyPairSpec: types.DataKeyPairSpec(spec), EncryptionContext: encCtx, Recipient: ri})
+	if err != nil {
+		return nil, nil, nil, kmsErr(err)
+	}
+	private, err = a.sealed(out.PrivateKeyPlaintext, out.CiphertextForRecipient)
+	return private, out.PublicKey, out.PrivateKeyCiphertextBlob, err
+}

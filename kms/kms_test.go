@@ -3,6 +3,8 @@ package kms_test
 import (
 	"bytes"
 	"context"
+	"crypto/ecdsa"
+	"crypto/x509"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -98,6 +100,19 @@ func TestGenerateDataKeyAndRandom(t *testing.T) {
 	back, err := a.Decrypt(ctx, blob, "", nil)
 	if err != nil || !bytes.Equal(back, dk) {
 		t.Errorf("Decrypt(the data key's blob) = %x, %v; want %x", back, err, dk)
+	}
+	priv, pub, pblob, err := a.GenerateDataKeyPair(ctx, "enclave-key", "ECC_NIST_P256", nil)
+	if err != nil {
+		t.Fatalf("GenerateDataKeyPair = %v", err)
+	}
+	k, perr := x509.ParsePKCS8PrivateKey(priv)
+	ek, ok := k.(*ecdsa.PrivateKey)
+	pk, _ := x509.ParsePKIXPublicKey(pub)
+	if perr != nil || !ok || !ek.PublicKey.Equal(pk) {
+		t.Errorf("the data key pair's private key (%v) does not match its public key", perr)
+	}
+	if back, err := a.Decrypt(ctx, pblob, "", nil); err != nil || !bytes.Equal(back, priv) {
+		t.Errorf("Decrypt(the private key's blob) = %v", err)
 	}
 	rnd, err := a.GenerateRandom(ctx, 48)
 	if err != nil || len(rnd) != 48 {

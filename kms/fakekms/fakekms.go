@@ -1,6 +1,6 @@
 // Package fakekms is a faithful fake of AWS KMS's recipient flow, for
 // tests and local boots: the JSON 1.1 TrentService protocol the AWS SDKs
-// speak (Encrypt, Decrypt, GenerateDataKey, GenerateRandom), keys whose
+// speak (Encrypt, Decrypt, GenerateDataKey, GenerateDataKeyPair, GenerateRandom), keys whose
 // policy binds them to attested PCRs (kms:RecipientAttestation:PCRn,
 // kms:RecipientAttestation:ImageSha384), attestation documents verified
 // against a given root (the simulator's) or, only when told, QEMU's
@@ -14,8 +14,11 @@
 package fakekms
 
 import (
+	"crypto"
 	"crypto/aes"
 	"crypto/cipher"
+	"crypto/ecdsa"
+	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/rsa"
 	"crypto/x509"
@@ -112,6 +115,7 @@ type request struct {
 	Plaintext         []byte
 	EncryptionContext map[string]string
 	KeySpec           string
+	KeyPairSpec       string
 	NumberOfBytes     int
 	Recipient         *recipient
 }
@@ -202,6 +206,26 @@ func (s *Server) do(op string, req *request) (any, *kmsError) {
 			return nil, invalid("%v", serr)
 		}
 		return s.answer(k, req.Recipient, dk, map[string]any{"KeyId": k.ID, "CiphertextBlob": blob})
+	case "GenerateDataKeyPair":
+		k, err := s.key(req.KeyId)
+		if err != nil {
+			return nil, err
+		}
+		priv, pub, perr := s.keyPair(req.KeyPairSpec)
+		if perr != nil {
+			return nil, perr
+		}
+		blob, serr := s.seal(k, priv, req.EncryptionContext)
+		if serr != nil {
+			return nil, invalid("%v", serr)
+		}
+		resp, aerr := s.answer(k, req.Recipient, priv, map[string]any{"KeyId": k.ID, "KeyPairSpec": req.KeyPairSpec,
+			"PublicKey": pub, "PrivateKeyCiphertextBlob": blob})
+		if m, ok := resp.(map[string]any); ok && m["Plaintext"] != nil {
+			m["PrivateKeyPlaintext"] = m["Plaintext"]
+			delete(m, "Plaintext")
+		}
+		return resp, aerr
 	case "GenerateRandom":
 		if req.NumberOfBytes < 1 || req.NumberOfBytes > 1024 {
 			return nil, invalid("NumberOfBytes %d outside 1..1024", req.NumberOfBytes)
@@ -255,6 +279,33 @@ func (s *Server) answer(k *Key, rc *recipient, secret []byte, resp map[string]an
 	}
 	resp["CiphertextForRecipient"] = env
 	return resp, nil
+}
+
+// keyPair makes a data key pair: the private key in PKCS#8 DER, the
+// public key as a SubjectPublicKeyInfo.
+func (s *Server) keyPair(spec string) (priv, pub []byte, kerr *kmsError) {
+	var k crypto.Signer
+	var err error
+	switch spec {
+	case "ECC_NIST_P256":
+		k, err = ecdsa.GenerateKey(elliptic.P256(), s.rand())
+	case "ECC_NIST_P384":
+		k, err = ecdsa.GenerateKey(elliptic.P384(), s.rand())
+	case "RSA_2048":
+		k, err = rsa.GenerateKey(s.rand(), 2048)
+	default:
+		return nil, nil, invalid("KeyPairSpec %q: the fake makes ECC_NIST_P256, ECC_NIST_P384 and RSA_2048", spec)
+	}
+	if err == nil {
+		priv, err = x509.MarshalPKCS8PrivateKey(k)
+	}
+	if err == nil {
+		pub, err = x509.MarshalPKIXPublicKey(k.Public())
+	}
+	if err != nil {
+		return nil, nil, invalid("%v", err)
+	}
+	return priv, pub, nil
 }
 
 // The fake's ciphertext blob: "QTFK", the key ID's length and bytes, a

@@ -18,11 +18,12 @@ import (
 
 const kmsUsage = `kms decrypt --ciphertext B64 [--key-id ID] [--encryption-context K=V]..
   kms generate-data-key --key-id ID [--bytes N] [--encryption-context K=V]..
+  kms generate-data-key-pair --key-id ID [--key-pair-spec ECC_NIST_P256|ECC_NIST_P384|RSA_2048|...]
   kms generate-random [--bytes N]
     common: [--vendor aws] [--region R] [--endpoint URL] [--recipient-key FILE.pem]
     KMS releases the secret only to this attested enclave (a Recipient with an
     attestation document); it is printed as one line of standard base64 (--json:
-    the whole answer). Credentials: AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY,
+    the whole answer; for a key pair the plaintext is the private key, PKCS#8 DER). Credentials: AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY,
     AWS_SESSION_TOKEN; region: --region, else AWS_REGION or AWS_DEFAULT_REGION.`
 
 // contextFlag is a repeatable --encryption-context K=V.
@@ -54,6 +55,7 @@ func kmsCmd(args []string) (action, error) {
 	keyID := fs.String("key-id", "", "KMS key ID, ARN or alias")
 	ciphertext := fs.String("ciphertext", "", "the ciphertext blob, standard base64")
 	n := fs.Int("bytes", 0, "how many bytes (data key: default 32, AES-256; random: default 32)")
+	pairSpec := fs.String("key-pair-spec", "ECC_NIST_P256", "the data key pair's kind")
 	encCtx := contextFlag{}
 	fs.Var(encCtx, "encryption-context", "K=V (repeatable)")
 	pos, err := parseArgs(fs, args[1:])
@@ -79,9 +81,9 @@ func kmsCmd(args []string) (action, error) {
 		if blob, err = base64.StdEncoding.DecodeString(*ciphertext); err != nil || len(blob) == 0 {
 			return nil, usagef("kms decrypt: --ciphertext: want standard base64 of the ciphertext blob")
 		}
-	case "generate-data-key":
+	case "generate-data-key", "generate-data-key-pair":
 		if *keyID == "" {
-			return nil, usagef("kms generate-data-key: --key-id is required")
+			return nil, usagef("kms %s: --key-id is required", sub)
 		}
 	case "generate-random":
 		if *n == 0 {
@@ -117,6 +119,11 @@ func kmsCmd(args []string) (action, error) {
 			var pt, b []byte
 			if pt, b, err = a.GenerateDataKey(e.ctx, *keyID, *n, encCtx); err == nil {
 				out = map[string][]byte{"plaintext": pt, "ciphertext_blob": b}
+			}
+		case "generate-data-key-pair":
+			var priv, pub, b []byte
+			if priv, pub, b, err = a.GenerateDataKeyPair(e.ctx, *keyID, *pairSpec, encCtx); err == nil {
+				out = map[string][]byte{"plaintext": priv, "public_key": pub, "private_key_ciphertext_blob": b}
 			}
 		case "generate-random":
 			var r []byte

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/x509"
 	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
@@ -58,6 +59,7 @@ func TestKMS(t *testing.T) {
 		{"decrypt, wrong context", []string{"decrypt", "--endpoint", hs.URL, "--ciphertext", b64(blob)}, 1, "", "InvalidCiphertextException"},
 		{"generate-random", []string{"generate-random", "--endpoint", hs.URL, "--bytes", "24"}, 0, "", ""},
 		{"generate-data-key --json", []string{"generate-data-key", "--endpoint", hs.URL, "--key-id", "enclave-key"}, 0, `"ciphertext_blob":`, ""},
+		{"generate-data-key-pair", []string{"generate-data-key-pair", "--endpoint", hs.URL, "--key-id", "enclave-key", "--key-pair-spec", "RSA_2048"}, 0, "", ""},
 		{"huawei", []string{"decrypt", "--vendor", "huawei", "--ciphertext", b64(blob)}, 1, "", "not built yet"},
 		{"bad base64", []string{"decrypt", "--ciphertext", "%%%"}, 2, "", "standard base64"},
 		{"no key id", []string{"generate-data-key"}, 2, "", "--key-id is required"},
@@ -72,6 +74,12 @@ func TestKMS(t *testing.T) {
 			t.Errorf("qtsm kms %s = %d, stdout %q, stderr %q; want %d, %q, %q", c.name, code, out, errOut, c.code, c.out, c.errOut)
 		}
 		switch c.name {
+		case "generate-data-key-pair":
+			if b, err := base64.StdEncoding.DecodeString(strings.TrimSpace(out)); err != nil {
+				t.Errorf("generate-data-key-pair printed %q", out)
+			} else if _, err := x509.ParsePKCS8PrivateKey(b); err != nil {
+				t.Errorf("generate-data-key-pair's private key: %v", err)
+			}
 		case "generate-random":
 			if b, err := base64.StdEncoding.DecodeString(strings.TrimSpace(out)); err != nil || len(b) != 24 {
 				t.Errorf("generate-random printed %q", out)
