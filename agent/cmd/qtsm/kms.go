@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"crypto/rsa"
 	"crypto/x509"
 	"encoding/base64"
@@ -8,9 +9,15 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"net"
+	"net/http"
 	"os"
+	"os/signal"
 	"strings"
+	"syscall"
+	"time"
 
+	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/credentials"
 
 	"github.com/qtenclave/enclave/kms"
@@ -20,6 +27,7 @@ const kmsUsage = `kms decrypt --ciphertext B64 [--key-id ID] [--encryption-conte
   kms generate-data-key --key-id ID [--bytes N] [--encryption-context K=V]..
   kms generate-data-key-pair --key-id ID [--key-pair-spec ECC_NIST_P256|ECC_NIST_P384|RSA_2048|...]
   kms generate-random [--bytes N]
+  kms proxy [--listen 127.0.0.1:4000]   for unmodified AWS SDK programs (AWS_ENDPOINT_URL_KMS)
     common: [--vendor aws] [--region R] [--endpoint URL] [--recipient-key FILE.pem]
     KMS releases the secret only to this attested enclave (a Recipient with an
     attestation document); it is printed as one line of standard base64 (--json:
@@ -54,6 +62,7 @@ func kmsCmd(args []string) (action, error) {
 	keyFile := fs.String("recipient-key", "", "an RSA private key (PEM) to use instead of an ephemeral one")
 	keyID := fs.String("key-id", "", "KMS key ID, ARN or alias")
 	ciphertext := fs.String("ciphertext", "", "the ciphertext blob, standard base64")
+	listen := fs.String("listen", "127.0.0.1:4000", "proxy: the loopback address to serve")
 	n := fs.Int("bytes", 0, "how many bytes (data key: default 32, AES-256; random: default 32)")
 	pairSpec := fs.String("key-pair-spec", "ECC_NIST_P256", "the data key pair's kind")
 	encCtx := contextFlag{}
@@ -89,6 +98,10 @@ func kmsCmd(args []string) (action, error) {
 		if *n == 0 {
 			*n = 32
 		}
+	case "proxy":
+		if h, _, err := net.SplitHostPort(*listen); err != nil || !(h == "127.0.0.1" || h == "::1" || h == "localhost") {
+			return nil, usagef("kms proxy: --listen %q: want a loopback address", *listen)
+		}
 	default:
 		return nil, usagef("kms: unknown command %q\n%s", sub, kmsUsage)
 	}
@@ -108,6 +121,10 @@ func kmsCmd(args []string) (action, error) {
 			return fmt.Errorf("kms %s: %w", sub, err)
 		}
 		a := &kms.AWS{Client: kms.NewAWSClient(*region, *endpoint, credentials.NewStaticCredentialsProvider(id, secret, os.Getenv("AWS_SESSION_TOKEN"))), Recipient: rec}
+		if sub == "proxy" {
+			return serveProxy(e, *listen, &kms.Proxy{KMS: a,
+				Credentials: aws.Credentials{AccessKeyID: id, SecretAccessKey: secret, SessionToken: os.Getenv("AWS_SESSION_TOKEN")}})
+		}
 		var out map[string][]byte
 		switch sub {
 		case "decrypt":
@@ -140,6 +157,24 @@ func kmsCmd(args []string) (action, error) {
 		_, err = fmt.Fprintln(e.stdout, base64.StdEncoding.EncodeToString(out["plaintext"]))
 		return err
 	}, nil
+}
+
+// serveProxy serves the KMS proxy until SIGTERM or SIGINT.
+func serveProxy(e *env, listen string, p *kms.Proxy) error {
+	l, err := net.Listen("tcp", listen)
+	if err != nil {
+		return fmt.Errorf("kms proxy: %w", err)
+	}
+	ctx, stop := signal.NotifyContext(context.WithoutCancel(e.ctx), syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
+	p.Logf = func(format string, args ...any) { fmt.Fprintf(os.Stderr, "qtsm: "+format+"\n", args...) }
+	hs := &http.Server{Handler: p, ReadHeaderTimeout: 10 * time.Second}
+	context.AfterFunc(ctx, func() { hs.Close() })
+	fmt.Fprintf(e.stdout, "qtsm: kms proxy on http://%s (AWS_ENDPOINT_URL_KMS)\n", l.Addr())
+	if err := hs.Serve(l); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		return err
+	}
+	return nil
 }
 
 func firstEnv(names ...string) string {

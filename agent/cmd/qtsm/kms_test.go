@@ -63,6 +63,7 @@ func TestKMS(t *testing.T) {
 		{"huawei", []string{"decrypt", "--vendor", "huawei", "--ciphertext", b64(blob)}, 1, "", "not built yet"},
 		{"bad base64", []string{"decrypt", "--ciphertext", "%%%"}, 2, "", "standard base64"},
 		{"no key id", []string{"generate-data-key"}, 2, "", "--key-id is required"},
+		{"proxy off loopback", []string{"proxy", "--listen", "0.0.0.0:4000"}, 2, "", "want a loopback address"},
 		{"bad context", []string{"decrypt", "--ciphertext", b64(blob), "--encryption-context", "novalue"}, 2, "", "want K=V"},
 	} {
 		args := append(append([]string{}, common...), c.args...)
