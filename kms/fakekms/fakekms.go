@@ -55,6 +55,8 @@ type Server struct {
 	Verify attestation.Options
 	// Rand is the randomness for keys and envelopes (crypto/rand if nil).
 	Rand io.Reader
+	// Huawei, when set, checks the signature of Huawei-shaped requests.
+	Huawei *HuaweiCredentials
 
 	mu   sync.Mutex
 	keys map[string]*Key
@@ -123,6 +125,10 @@ type request struct {
 // ServeHTTP serves the JSON 1.1 protocol: POST with X-Amz-Target
 // "TrentService.<Operation>".
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if strings.HasPrefix(r.URL.Path, "/v1.0/") {
+		s.serveHuawei(w, r)
+		return
+	}
 	op, ok := strings.CutPrefix(r.Header.Get("X-Amz-Target"), "TrentService.")
 	var resp any
 	var err *kmsError
@@ -248,10 +254,22 @@ func (s *Server) answer(k *Key, rc *recipient, secret []byte, resp map[string]an
 		resp["Plaintext"] = secret
 		return resp, nil
 	}
-	if rc.KeyEncryptionAlgorithm != "RSAES_OAEP_SHA_256" {
-		return nil, invalid("KeyEncryptionAlgorithm %q, want RSAES_OAEP_SHA_256", rc.KeyEncryptionAlgorithm)
+	env, err := s.release(k, rc.AttestationDocument, rc.KeyEncryptionAlgorithm, secret)
+	if err != nil {
+		return nil, err
 	}
-	res, err := attestation.VerifyBytes(rc.AttestationDocument, s.Verify)
+	resp["CiphertextForRecipient"] = env
+	return resp, nil
+}
+
+// release seals secret to the recipient whose attestation document is
+// doc, once the document verifies and satisfies k's policy (k nil: no
+// policy, GenerateRandom).
+func (s *Server) release(k *Key, doc []byte, alg string, secret []byte) ([]byte, *kmsError) {
+	if alg != "RSAES_OAEP_SHA_256" {
+		return nil, invalid("KeyEncryptionAlgorithm %q, want RSAES_OAEP_SHA_256", alg)
+	}
+	res, err := attestation.VerifyBytes(doc, s.Verify)
 	if err != nil {
 		return nil, denied("the recipient's attestation document does not verify: %v", err)
 	}
@@ -277,8 +295,7 @@ func (s *Server) answer(k *Key, rc *recipient, secret []byte, resp map[string]an
 	if serr != nil {
 		return nil, invalid("%v", serr)
 	}
-	resp["CiphertextForRecipient"] = env
-	return resp, nil
+	return env, nil
 }
 
 // keyPair makes a data key pair: the private key in PKCS#8 DER, the

@@ -5,6 +5,7 @@ import (
 	"crypto/rsa"
 	"crypto/x509"
 	"encoding/base64"
+	"encoding/hex"
 	"encoding/pem"
 	"errors"
 	"flag"
@@ -28,7 +29,10 @@ const kmsUsage = `kms decrypt --ciphertext B64 [--key-id ID] [--encryption-conte
   kms generate-data-key-pair --key-id ID [--key-pair-spec ECC_NIST_P256|ECC_NIST_P384|RSA_2048|...]
   kms generate-random [--bytes N]
   kms proxy [--listen 127.0.0.1:4000]   for unmodified AWS SDK programs (AWS_ENDPOINT_URL_KMS)
-    common: [--vendor aws] [--region R] [--endpoint URL] [--recipient-key FILE.pem]
+    common: [--vendor aws|huawei] [--region R] [--endpoint URL] [--recipient-key FILE.pem]
+    huawei: decrypt only (decrypt-datakey; --project-id, --bytes = the data key's length,
+    default 32), credentials HUAWEICLOUD_SDK_AK, HUAWEICLOUD_SDK_SK, HUAWEICLOUD_SDK_PROJECT_ID;
+    UNVERIFIED against Huawei KMS (its envelope format is not public)
     KMS releases the secret only to this attested enclave (a Recipient with an
     attestation document); it is printed as one line of standard base64 (--json:
     the whole answer; for a key pair the plaintext is the private key, PKCS#8 DER). Credentials: AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY,
@@ -56,7 +60,8 @@ func kmsCmd(args []string) (action, error) {
 	}
 	sub := args[0]
 	fs := flag.NewFlagSet("kms "+sub, flag.ContinueOnError)
-	vendor := fs.String("vendor", "aws", "aws (huawei: not built yet)")
+	vendor := fs.String("vendor", "aws", "aws or huawei")
+	project := fs.String("project-id", os.Getenv("HUAWEICLOUD_SDK_PROJECT_ID"), "huawei: the project ID")
 	region := fs.String("region", firstEnv("AWS_REGION", "AWS_DEFAULT_REGION"), "the KMS region")
 	endpoint := fs.String("endpoint", "", "KMS endpoint URL (default: the region's)")
 	keyFile := fs.String("recipient-key", "", "an RSA private key (PEM) to use instead of an ephemeral one")
@@ -75,12 +80,14 @@ func kmsCmd(args []string) (action, error) {
 		return nil, usagef("kms %s: unexpected argument %q", sub, pos[0])
 	}
 	switch {
-	case *vendor == "huawei":
-		return nil, errors.New("kms: --vendor huawei is not built yet (the AWS recipient flow is)")
-	case *vendor != "aws":
-		return nil, usagef("kms: --vendor %q: want aws", *vendor)
-	case *region == "":
-		return nil, usagef("kms: no region: --region, AWS_REGION or AWS_DEFAULT_REGION")
+	case *vendor == "huawei" && sub != "decrypt":
+		return nil, errors.New("kms: --vendor huawei: only decrypt (decrypt-datakey) is built yet")
+	case *vendor == "huawei" && *project == "":
+		return nil, usagef("kms: --vendor huawei needs --project-id or HUAWEICLOUD_SDK_PROJECT_ID")
+	case *vendor != "aws" && *vendor != "huawei":
+		return nil, usagef("kms: --vendor %q: want aws or huawei", *vendor)
+	case *region == "" && *endpoint == "":
+		return nil, usagef("kms: no region: --region, AWS_REGION or AWS_DEFAULT_REGION (or --endpoint)")
 	case *n < 0 || *n > 1024:
 		return nil, usagef("kms: --bytes %d outside 1..1024", *n)
 	}
@@ -112,6 +119,9 @@ func kmsCmd(args []string) (action, error) {
 		}
 	}
 	return func(e *env) error {
+		if *vendor == "huawei" {
+			return huaweiDecrypt(e, key, *endpoint, *region, *project, *keyID, blob, *n)
+		}
 		id, secret := os.Getenv("AWS_ACCESS_KEY_ID"), os.Getenv("AWS_SECRET_ACCESS_KEY")
 		if id == "" || secret == "" {
 			return errors.New("kms: no AWS credentials in the environment (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN)")
@@ -157,6 +167,35 @@ func kmsCmd(args []string) (action, error) {
 		_, err = fmt.Fprintln(e.stdout, base64.StdEncoding.EncodeToString(out["plaintext"]))
 		return err
 	}, nil
+}
+
+// huaweiDecrypt is kms decrypt --vendor huawei: decrypt-datakey with a
+// recipient.
+func huaweiDecrypt(e *env, key *rsa.PrivateKey, endpoint, region, project, keyID string, blob []byte, n int) error {
+	ak, sk := os.Getenv("HUAWEICLOUD_SDK_AK"), os.Getenv("HUAWEICLOUD_SDK_SK")
+	if ak == "" || sk == "" {
+		return errors.New("kms: no Huawei Cloud credentials in the environment (HUAWEICLOUD_SDK_AK, HUAWEICLOUD_SDK_SK)")
+	}
+	if endpoint == "" {
+		endpoint = "https://kms." + region + ".myhuaweicloud.com"
+	}
+	if n == 0 {
+		n = 32
+	}
+	rec, err := kms.NewRecipient(e.m, key)
+	if err != nil {
+		return fmt.Errorf("kms decrypt: %w", err)
+	}
+	h := &kms.Huawei{Endpoint: endpoint, ProjectID: project, AK: ak, SK: sk, SecurityToken: os.Getenv("HUAWEICLOUD_SDK_SECURITY_TOKEN"), Recipient: rec}
+	pt, err := h.DecryptDataKey(e.ctx, keyID, hex.EncodeToString(blob), n)
+	if err != nil {
+		return fmt.Errorf("kms decrypt: %w", err)
+	}
+	if e.json {
+		return e.printJSON(map[string][]byte{"plaintext": pt})
+	}
+	_, err = fmt.Fprintln(e.stdout, base64.StdEncoding.EncodeToString(pt))
+	return err
 }
 
 // serveProxy serves the KMS proxy until SIGTERM or SIGINT.

@@ -45,6 +45,10 @@ func TestKMS(t *testing.T) {
 
 	blob, _ := fake.Encrypt("enclave-key", []byte("s3cr3t"), map[string]string{"app": "payments"})
 	other, _ := fake.Encrypt("other-image", []byte("s3cr3t"), nil)
+	hblob, _ := fake.Encrypt("enclave-key", []byte("hw-key"), nil)
+	fake.Huawei = &fakekms.HuaweiCredentials{AK: "HWAK", SK: "hw-secret"}
+	t.Setenv("HUAWEICLOUD_SDK_AK", "HWAK")
+	t.Setenv("HUAWEICLOUD_SDK_SK", "hw-secret")
 	b64 := base64.StdEncoding.EncodeToString
 	common := []string{"--socket", sock, "kms"}
 	for _, c := range []struct {
@@ -60,7 +64,10 @@ func TestKMS(t *testing.T) {
 		{"generate-random", []string{"generate-random", "--endpoint", hs.URL, "--bytes", "24"}, 0, "", ""},
 		{"generate-data-key --json", []string{"generate-data-key", "--endpoint", hs.URL, "--key-id", "enclave-key"}, 0, `"ciphertext_blob":`, ""},
 		{"generate-data-key-pair", []string{"generate-data-key-pair", "--endpoint", hs.URL, "--key-id", "enclave-key", "--key-pair-spec", "RSA_2048"}, 0, "", ""},
-		{"huawei", []string{"decrypt", "--vendor", "huawei", "--ciphertext", b64(blob)}, 1, "", "not built yet"},
+		{"huawei decrypt", []string{"decrypt", "--vendor", "huawei", "--project-id", "p1", "--endpoint", hs.URL, "--key-id", "enclave-key", "--ciphertext", b64(hblob), "--bytes", "6"}, 0, b64([]byte("hw-key")) + "\n", ""},
+		{"huawei decrypt, another image's key", []string{"decrypt", "--vendor", "huawei", "--project-id", "p1", "--endpoint", hs.URL, "--ciphertext", b64(other)}, 1, "", "KMS: KMS.AccessDenied: the key policy of other-image requires kms:RecipientAttestation:PCR0"},
+		{"huawei generate-random", []string{"generate-random", "--vendor", "huawei", "--project-id", "p1"}, 1, "", "only decrypt"},
+		{"huawei without a project", []string{"decrypt", "--vendor", "huawei", "--ciphertext", b64(blob)}, 2, "", "--project-id"},
 		{"bad base64", []string{"decrypt", "--ciphertext", "%%%"}, 2, "", "standard base64"},
 		{"no key id", []string{"generate-data-key"}, 2, "", "--key-id is required"},
 		{"proxy off loopback", []string{"proxy", "--listen", "0.0.0.0:4000"}, 2, "", "want a loopback address"},
