@@ -11,9 +11,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
 	"net/url"
-	"sort"
+	"slices"
 	"strings"
 	"time"
 )
@@ -146,16 +147,9 @@ func huaweiCanonical(req *http.Request, body []byte) (string, string) {
 		path += "/"
 	}
 	q := req.URL.Query()
-	keys := make([]string, 0, len(q))
-	for k := range q {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
 	var qs []string
-	for _, k := range keys {
-		vs := q[k]
-		sort.Strings(vs)
-		for _, v := range vs {
+	for _, k := range slices.Sorted(maps.Keys(q)) {
+		for _, v := range slices.Sorted(slices.Values(q[k])) {
 			qs = append(qs, url.QueryEscape(k)+"="+url.QueryEscape(v))
 		}
 	}
@@ -169,11 +163,7 @@ func huaweiCanonical(req *http.Request, body []byte) (string, string) {
 			headers[strings.ToLower(h)] = strings.TrimSpace(v)
 		}
 	}
-	names := make([]string, 0, len(headers))
-	for n := range headers {
-		names = append(names, n)
-	}
-	sort.Strings(names)
+	names := slices.Sorted(maps.Keys(headers))
 	var ch strings.Builder
 	for _, n := range names {
 		ch.WriteString(n + ":" + headers[n] + "\n")
@@ -186,20 +176,11 @@ func huaweiCanonical(req *http.Request, body []byte) (string, string) {
 // VerifyHuawei checks req's SDK-HMAC-SHA256 signature with sk (for the
 // fake KMS): it returns the access key that signed.
 func VerifyHuawei(req *http.Request, body []byte, sk string) (string, error) {
-	fields, ok := strings.CutPrefix(req.Header.Get("Authorization"), "SDK-HMAC-SHA256 ")
+	f, ok := authFields(req.Header.Get("Authorization"), "SDK-HMAC-SHA256")
 	if !ok {
 		return "", errors.New("not signed with SDK-HMAC-SHA256")
 	}
-	var ak, sig string
-	for _, f := range strings.Split(fields, ",") {
-		k, v, _ := strings.Cut(strings.TrimSpace(f), "=")
-		switch k {
-		case "Access":
-			ak = v
-		case "Signature":
-			sig = v
-		}
-	}
+	ak, sig := f["Access"], f["Signature"]
 	canonical, _ := huaweiCanonical(req, body)
 	sum := sha256.Sum256([]byte(canonical))
 	sts := "SDK-HMAC-SHA256\n" + req.Header.Get("X-Sdk-Date") + "\n" + hex.EncodeToString(sum[:])
@@ -207,4 +188,19 @@ func VerifyHuawei(req *http.Request, body []byte, sk string) (string, error) {
 		return ak, errors.New("the signature does not match")
 	}
 	return ak, nil
+}
+
+// authFields splits an Authorization header of scheme ("SCHEME k=v, k=v")
+// into its fields.
+func authFields(header, scheme string) (map[string]string, bool) {
+	rest, ok := strings.CutPrefix(header, scheme+" ")
+	if !ok {
+		return nil, false
+	}
+	f := map[string]string{}
+	for _, kv := range strings.Split(rest, ",") {
+		k, v, _ := strings.Cut(strings.TrimSpace(kv), "=")
+		f[k] = v
+	}
+	return f, true
 }

@@ -141,23 +141,11 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // verify recomputes the request's SigV4 signature with the proxy's
 // credentials over the headers the client signed.
 func (p *Proxy) verify(r *http.Request, body []byte) error {
-	auth := r.Header.Get("Authorization")
-	fields, ok := strings.CutPrefix(auth, "AWS4-HMAC-SHA256 ")
+	f, ok := authFields(r.Header.Get("Authorization"), "AWS4-HMAC-SHA256")
 	if !ok {
 		return errors.New("the request is not signed with AWS4-HMAC-SHA256")
 	}
-	var cred, signed, sig string
-	for _, f := range strings.Split(fields, ",") {
-		k, v, _ := strings.Cut(strings.TrimSpace(f), "=")
-		switch k {
-		case "Credential":
-			cred = v
-		case "SignedHeaders":
-			signed = v
-		case "Signature":
-			sig = v
-		}
-	}
+	cred, signed, sig := f["Credential"], f["SignedHeaders"], f["Signature"]
 	parts := strings.Split(cred, "/")
 	if len(parts) != 5 || parts[3] != "kms" || parts[4] != "aws4_request" || signed == "" || sig == "" {
 		return errors.New("malformed Authorization header")

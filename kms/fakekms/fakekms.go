@@ -27,8 +27,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
-	"sort"
+	"slices"
 	"strings"
 	"sync"
 
@@ -275,12 +276,7 @@ func (s *Server) release(k *Key, doc []byte, alg string, secret []byte) ([]byte,
 	}
 	d := res.Document
 	if k != nil {
-		idx := make([]int, 0, len(k.RequirePCRs))
-		for i := range k.RequirePCRs {
-			idx = append(idx, i)
-		}
-		sort.Ints(idx)
-		for _, i := range idx {
+		for _, i := range slices.Sorted(maps.Keys(k.RequirePCRs)) {
 			if got := hex.EncodeToString(d.PCRs[i]); got != strings.ToLower(k.RequirePCRs[i]) {
 				return nil, denied("the key policy of %s requires kms:RecipientAttestation:PCR%d %s; the enclave has %s", k.ID, i, k.RequirePCRs[i], got)
 			}
@@ -331,13 +327,8 @@ func (s *Server) keyPair(spec string) (priv, pub []byte, kerr *kmsError) {
 const magic = "QTFK"
 
 func contextAAD(ctx map[string]string) []byte {
-	keys := make([]string, 0, len(ctx))
-	for k := range ctx {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
 	var b strings.Builder
-	for _, k := range keys {
+	for _, k := range slices.Sorted(maps.Keys(ctx)) {
 		fmt.Fprintf(&b, "%q=%q\n", k, ctx[k])
 	}
 	return []byte(b.String())
