@@ -38,6 +38,7 @@ func (s *Server) routes() http.Handler {
 		params{"nonce": false, "user_data": false, "public_key": false}, s.attestation))
 	m.Handle(api.PathRandom, s.route(get, false, params{"bytes": false}, s.random))
 	m.Handle(api.PathRaw, s.route(post, false, nil, s.raw)) // raw checks permission once decoded
+	m.Handle(api.PathKMS, s.route(post, false, nil, s.kms))
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		p := r.URL.Path
 		if p == "" || p[0] != '/' || path.Clean(p) != p || r.Method == http.MethodConnect {

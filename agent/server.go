@@ -7,6 +7,7 @@ import (
 	"log"
 	"net"
 	"net/http"
+	"net/url"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -48,6 +49,9 @@ type Config struct {
 	MaxHeaderBytes    int
 	// Logf logs one line (default log.Printf); nil-safe.
 	Logf func(format string, args ...any)
+	// KMSProxy is the egress proxy KMS requests go through (nil: direct,
+	// for tests and development).
+	KMSProxy *url.URL
 }
 
 // Server serves the secure module over HTTP/1.1 on a Unix socket.
@@ -58,6 +62,7 @@ type Server struct {
 	mux      http.Handler
 	denied   atomic.Uint64
 	shutting atomic.Bool
+	keys     *keyPool
 }
 
 // New returns a server for cfg; it starts the device worker at once.
@@ -83,7 +88,7 @@ func New(cfg Config) *Server {
 	if cfg.Logf == nil {
 		cfg.Logf = log.Printf
 	}
-	s := &Server{cfg: cfg, q: newQueue(cfg.MaxQueue)}
+	s := &Server{cfg: cfg, q: newQueue(cfg.MaxQueue), keys: newKeyPool(2)}
 	s.mux = s.routes()
 	s.hs = &http.Server{
 		Handler:           s.mux,
@@ -126,6 +131,7 @@ func (s *Server) Serve(l net.Listener) error { return s.hs.Serve(l) }
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.shutting.Store(true)
 	err := s.hs.Shutdown(ctx)
+	s.keys.stop()
 	s.q.close()
 	select {
 	case <-s.q.stopped:

@@ -7,6 +7,7 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"net/http"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	awskms "github.com/aws/aws-sdk-go-v2/service/kms"
@@ -46,15 +47,21 @@ func (e *StepError) Unwrap() error { return e.Err }
 
 func stepErr(step string, err error) error { return &StepError{Step: step, Err: err} }
 
+// Attester is what a Recipient needs of the secure module: an
+// attestation document (qtsm.Module has it; so does the agent's queue).
+type Attester interface {
+	Attestation(ctx context.Context, req qtsm.AttestationRequest) ([]byte, error)
+}
+
 // Recipient is a key and the module that attests it.
 type Recipient struct {
 	Key    *rsa.PrivateKey
-	Module qtsm.Module
+	Module Attester
 }
 
 // NewRecipient returns a recipient for m with key, or with a fresh
 // RSA-2048 key when key is nil.
-func NewRecipient(m qtsm.Module, key *rsa.PrivateKey) (*Recipient, error) {
+func NewRecipient(m Attester, key *rsa.PrivateKey) (*Recipient, error) {
 	if key == nil {
 		var err error
 		if key, err = rsa.GenerateKey(rand.Reader, 2048); err != nil {
@@ -98,9 +105,18 @@ type AWS struct {
 
 // NewAWSClient is an AWS KMS client for region, at endpoint when not
 // empty (else the region's), with creds. Its HTTP client honours the
-// proxy variables init sets.
+// proxy variables init sets; NewAWSClientHTTP takes another.
 func NewAWSClient(region, endpoint string, creds aws.CredentialsProvider) *awskms.Client {
+	return NewAWSClientHTTP(region, endpoint, creds, nil)
+}
+
+// NewAWSClientHTTP is NewAWSClient with the HTTP client hc (nil: the
+// SDK's default).
+func NewAWSClientHTTP(region, endpoint string, creds aws.CredentialsProvider, hc *http.Client) *awskms.Client {
 	o := awskms.Options{Region: region, Credentials: creds}
+	if hc != nil {
+		o.HTTPClient = hc
+	}
 	if endpoint != "" {
 		o.BaseEndpoint = aws.String(endpoint)
 	}

@@ -38,6 +38,7 @@ const (
 	PathAttestation = "/v1/attestation"         // POST AttestationRequest, or GET ?nonce=HEX&...
 	PathRandom      = "/v1/random"              // GET, ?bytes=N
 	PathRaw         = "/v1/raw"                 // POST: the module's CBOR request in, its CBOR answer out
+	PathKMS         = "/v1/kms/{op}"            // POST KMSRequest: decrypt, generate-data-key, generate-data-key-pair, generate-random
 )
 
 // Media types.
@@ -194,4 +195,35 @@ var AgentErrors = map[string]bool{
 	ErrBadRequest: true, ErrNotFound: true, ErrMethodNotAllowed: true, ErrNotAcceptable: true,
 	ErrPermission: true, ErrTooLarge: true, ErrUnsupportedMedia: true, ErrBusy: true,
 	ErrShuttingDown: true, ErrTimeout: true, ErrDevice: true,
+}
+
+// KMSRequest asks KMS for a secret released only to this enclave
+// (POST /v1/kms/{op}). Byte fields are base64.
+type KMSRequest struct {
+	Vendor            string            `json:"vendor,omitempty"` // "aws" (default) or "huawei"
+	Region            string            `json:"region,omitempty"`
+	Endpoint          string            `json:"endpoint,omitempty"`
+	KeyID             string            `json:"key_id,omitempty"`
+	Ciphertext        []byte            `json:"ciphertext,omitempty"`
+	EncryptionContext map[string]string `json:"encryption_context,omitempty"`
+	Bytes             int               `json:"bytes,omitempty"`
+	KeyPairSpec       string            `json:"key_pair_spec,omitempty"`
+	ProjectID         string            `json:"project_id,omitempty"` // huawei
+	Credentials       KMSCredentials    `json:"credentials"`
+}
+
+// KMSCredentials sign the KMS request: AWS's access key, or Huawei's AK
+// and SK.
+type KMSCredentials struct {
+	AccessKeyID     string `json:"access_key_id"`
+	SecretAccessKey string `json:"secret_access_key"`
+	SessionToken    string `json:"session_token,omitempty"`
+}
+
+// KMSResponse carries the secret (opened in the agent) and, for data keys,
+// what KMS returns besides.
+type KMSResponse struct {
+	Plaintext      []byte `json:"plaintext"`
+	CiphertextBlob []byte `json:"ciphertext_blob,omitempty"`
+	PublicKey      []byte `json:"public_key,omitempty"`
 }

@@ -40,6 +40,7 @@ import (
 	"log"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"os/signal"
 	"os/user"
@@ -282,6 +283,14 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		}
 		return 1
 	}
+	// The egress proxy's listener, taken now: KMS requests the agent
+	// serves go out through it.
+	var egressL net.Listener
+	if c.egressFD >= 0 {
+		if egressL, err = net.FileListener(os.NewFile(uintptr(c.egressFD), "egress")); err != nil {
+			logger.Printf("egress: listener on descriptor %d: %v", c.egressFD, err)
+		}
+	}
 	cfg := agent.Config{
 		Module:   qtsm.NewSession(t),
 		Device:   device,
@@ -292,6 +301,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	}
 	if c.group >= 0 {
 		cfg.Policy.Groups = []uint32{uint32(c.group)}
+	}
+	if egressL != nil {
+		cfg.KMSProxy = &url.URL{Scheme: "http", Host: egressL.Addr().String()}
 	}
 	srv := agent.New(cfg)
 	l, err := listen(c)
@@ -318,8 +330,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 			logger.Printf("%d egress or ingress stream(s) still open after %v: closed", n, c.drain)
 		}
 	}()
-	if c.egressFD >= 0 {
-		stopEgress, err := serveEgress(c, &streams, logger)
+	if egressL != nil {
+		stopEgress, err := serveEgress(c, egressL, &streams, logger)
 		if err != nil {
 			logger.Print(err)
 		} else {
@@ -366,11 +378,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 }
 
 // serveEgress serves the workload's egress proxy on the inherited listener.
-func serveEgress(c *config, streams *splice.Group, logger *log.Logger) (stop func(), err error) {
-	l, err := net.FileListener(os.NewFile(uintptr(c.egressFD), "egress"))
-	if err != nil {
-		return nil, fmt.Errorf("egress: listener on descriptor %d: %w", c.egressFD, err)
-	}
+func serveEgress(c *config, l net.Listener, streams *splice.Group, logger *log.Logger) (stop func(), err error) {
 	open := agentegress.VsockOpen(vsockports.ParentCID, uint32(c.egressPort))
 	parent := fmt.Sprintf("%d:%d", vsockports.ParentCID, c.egressPort)
 	if addr, ok := strings.CutPrefix(c.egressParent, "tcp:"); ok {
