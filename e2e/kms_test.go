@@ -14,9 +14,11 @@ import (
 	"github.com/qtenclave/enclave/rootfs/ocilayout"
 )
 
-// TestIntegrationBootKMS: the workload (the qtsm CLI) asks the fake KMS,
-// which qtenclave run serves on the host, to decrypt a secret, through
-// egress (the proxy init's environment names, to http://kms.fake). The
+// TestIntegrationBootKMS: the workload asks the fake KMS, through the qtsm
+// CLI and through the agent's POST /v1/kms/decrypt (the agent going out
+// through egress itself),
+// the fake that qtenclave run serves on the host, to decrypt a secret,
+// through egress (to http://kms.fake). The
 // first boot's key policy is bound to the EIF's PCR0 as qtenclave build
 // printed it: the secret comes back, sealed to the enclave's key on the
 // way. The second boot's policy names another PCR0: KMS answers
@@ -45,10 +47,10 @@ func TestIntegrationBootKMS(t *testing.T) {
 		t.Fatal(err)
 	}
 	h.goBuild(t, "./agent/cmd/qtsm", filepath.Join(fsdir, "qtsm"))
+	h.goBuild(t, "./e2e/testdata/kms-demo", filepath.Join(fsdir, "kms-demo"))
 	ref := h.packImage(t, "kms", fsdir, ocilayout.Config{
-		Entrypoint: []string{"/qtsm", "kms", "decrypt", "--endpoint", endpoint, "--ciphertext", base64.StdEncoding.EncodeToString(blob),
-			"--key-id", "app-key", "--encryption-context", "app=e2e"},
-		Env: []string{"AWS_REGION=eu-west-1", "AWS_ACCESS_KEY_ID=AKIDEXAMPLE", "AWS_SECRET_ACCESS_KEY=not-a-secret"},
+		Entrypoint: []string{"/kms-demo", endpoint, base64.StdEncoding.EncodeToString(blob), "app-key", "app=e2e"},
+		Env:        []string{"AWS_REGION=eu-west-1", "AWS_ACCESS_KEY_ID=AKIDEXAMPLE", "AWS_SECRET_ACCESS_KEY=not-a-secret"},
 	})
 	eifPath, pcrs := h.buildImage(t, "kms", ref, "--egress-allow", fmt.Sprintf("kms.fake:%d", port))
 
@@ -68,7 +70,10 @@ func TestIntegrationBootKMS(t *testing.T) {
 	if r.code != 0 {
 		t.Errorf("boot with the policy bound to this PCR0: exit %d, want 0", r.code)
 	}
-	expect(t, r, `^stdout: `+base64.StdEncoding.EncodeToString(secret)+`$`, `^qtenclave-exit: code=0 signal=0 reason=exited$`)
+	expect(t, r,
+		`^stdout: `+base64.StdEncoding.EncodeToString(secret)+`$`,                  // the CLI
+		`^stdout: kms-demo: agent: `+base64.StdEncoding.EncodeToString(secret)+`$`, // the agent's endpoint, out through egress itself
+		`^qtenclave-exit: code=0 signal=0 reason=exited$`)
 	expectStderr(t, r, `^qtenclave run: fake KMS on http://127.0.0.1:\d+$`)
 
 	other := strings.Repeat("ab", 48)
@@ -78,6 +83,7 @@ func TestIntegrationBootKMS(t *testing.T) {
 	}
 	expect(t, r,
 		`^stderr: qtsm: kms decrypt: KMS: AccessDeniedException: the key policy of app-key requires kms:RecipientAttestation:PCR0 `+other+`; the enclave has `+pcrs["PCR0"]+`$`,
+		`^stdout: kms-demo: agent: 403 \{"error":"AccessDeniedException","op":"kms decrypt","detail":"the key policy of app-key requires kms:RecipientAttestation:PCR0 `+other+`; the enclave has `+pcrs["PCR0"]+`"\}$`,
 		`^qtenclave-exit: code=1 signal=0 reason=exited$`)
 	if strings.Contains(r.stream, base64.StdEncoding.EncodeToString(secret)) {
 		t.Errorf("the secret reached the log stream of the denied boot")
