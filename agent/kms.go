@@ -57,8 +57,8 @@ func (s *Server) kms(w http.ResponseWriter, r *http.Request) error {
 		return badRequest(`JSON body: "credentials" needs access_key_id and secret_access_key`)
 	case req.Vendor != "" && req.Vendor != "aws" && req.Vendor != "huawei":
 		return badRequest("vendor %q: want aws or huawei", req.Vendor)
-	case req.Vendor == "huawei" && op != "decrypt":
-		return badRequest("vendor huawei: only decrypt (decrypt-datakey) is built yet")
+	case req.Vendor == "huawei" && op == "generate-data-key-pair":
+		return badRequest("vendor huawei: generate-data-key-pair is AWS's (Huawei's recipient flow covers decrypt, generate-data-key and generate-random)")
 	case req.Region == "" && req.Endpoint == "":
 		return badRequest(`JSON body: "region" or "endpoint" is needed`)
 	case (op == "generate-data-key" || op == "generate-data-key-pair") && req.KeyID == "":
@@ -86,7 +86,17 @@ func (s *Server) kms(w http.ResponseWriter, r *http.Request) error {
 		if n == 0 {
 			n = 32
 		}
-		out.Plaintext, err = h.DecryptDataKey(ctx, req.KeyID, hex.EncodeToString(req.Ciphertext), n)
+		switch op {
+		case "decrypt":
+			out.Plaintext, err = h.DecryptDataKey(ctx, req.KeyID, hex.EncodeToString(req.Ciphertext), n)
+		case "generate-data-key":
+			var cipherHex string
+			if out.Plaintext, cipherHex, err = h.CreateDataKey(ctx, req.KeyID, n); err == nil {
+				out.CiphertextBlob, err = hex.DecodeString(cipherHex)
+			}
+		case "generate-random":
+			out.Plaintext, err = h.GenRandom(ctx, n)
+		}
 	} else {
 		a := &kms.AWS{Client: kms.NewAWSClientHTTP(req.Region, req.Endpoint,
 			credentials.NewStaticCredentialsProvider(req.Credentials.AccessKeyID, req.Credentials.SecretAccessKey, req.Credentials.SessionToken), s.kmsHTTP()),

@@ -74,7 +74,11 @@ func TestKMSEndpoint(t *testing.T) {
 		{"huawei decrypt without a ciphertext", "decrypt", api.KMSRequest{Vendor: "huawei", Endpoint: url, ProjectID: "p", KeyID: "enclave-key", Credentials: api.KMSCredentials{AccessKeyID: "HWAK", SecretAccessKey: "hw-secret"}}, 400, api.ErrBadRequest, nil},
 		{"no credentials", "decrypt", api.KMSRequest{Endpoint: url, Ciphertext: blob}, 400, api.ErrBadRequest, nil},
 		{"unknown operation", "encrypt", api.KMSRequest{Endpoint: url, Credentials: aws}, 404, api.ErrNotFound, nil},
-		{"huawei generate", "generate-random", api.KMSRequest{Vendor: "huawei", Endpoint: url, Credentials: aws}, 400, api.ErrBadRequest, nil},
+		{"huawei generate-random", "generate-random", api.KMSRequest{Vendor: "huawei", Endpoint: url, ProjectID: "p", Bytes: 16, Credentials: api.KMSCredentials{AccessKeyID: "HWAK", SecretAccessKey: "hw-secret"}}, 200, "",
+			func(r api.KMSResponse) bool { return len(r.Plaintext) == 16 }},
+		{"huawei generate-data-key", "generate-data-key", api.KMSRequest{Vendor: "huawei", Endpoint: url, ProjectID: "p", KeyID: "enclave-key", Credentials: api.KMSCredentials{AccessKeyID: "HWAK", SecretAccessKey: "hw-secret"}}, 200, "",
+			func(r api.KMSResponse) bool { return len(r.Plaintext) == 32 && len(r.CiphertextBlob) > 0 }},
+		{"huawei key pair", "generate-data-key-pair", api.KMSRequest{Vendor: "huawei", Endpoint: url, KeyID: "k", Credentials: aws}, 400, api.ErrBadRequest, nil},
 	} {
 		status, name, out := kmsCall(t, sock, c.op, c.req)
 		if status != c.status || name != c.err || (c.check != nil && !c.check(out)) {

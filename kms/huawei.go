@@ -19,8 +19,8 @@ import (
 	"time"
 )
 
-// Huawei asks Huawei Cloud KMS for secrets sealed to Recipient (the
-// decrypt-datakey API with a recipient). UNVERIFIED against Huawei KMS:
+// Huawei asks Huawei Cloud KMS for secrets sealed to Recipient
+// (decrypt-datakey, create-datakey and gen-random with a recipient). UNVERIFIED against Huawei KMS:
 // the envelope's byte format is not public and is assumed to be AWS's
 // (kms/envelope); the request shape and the AK/SK signing follow Huawei's
 // public documentation (docs/protocol.md §7).
@@ -49,14 +49,11 @@ type huaweiError struct {
 // DecryptDataKey decrypts a data key (cipherHex: the cipher_text as KMS
 // gave it, hex) and returns it, sealed to the enclave on the way.
 func (h *Huawei) DecryptDataKey(ctx context.Context, keyID, cipherHex string, datakeyLen int) ([]byte, error) {
-	doc, err := h.Recipient.Document(ctx, nil)
+	rc, err := h.recipient(ctx)
 	if err != nil {
 		return nil, err
 	}
-	body, _ := json.Marshal(map[string]any{
-		"key_id": keyID, "cipher_text": cipherHex, "datakey_cipher_length": fmt.Sprint(datakeyLen),
-		"recipient": map[string]string{"attestation_document": base64.StdEncoding.EncodeToString(doc), "key_encryption_algorithm": "RSAES_OAEP_SHA_256"},
-	})
+	body, _ := json.Marshal(map[string]any{"key_id": keyID, "cipher_text": cipherHex, "datakey_cipher_length": fmt.Sprint(datakeyLen), "recipient": rc})
 	var out struct {
 		CiphertextRecipient string `json:"ciphertext_recipient"`
 		DataKey             string `json:"data_key"`
@@ -64,14 +61,66 @@ func (h *Huawei) DecryptDataKey(ctx context.Context, keyID, cipherHex string, da
 	if err := h.call(ctx, "decrypt-datakey", body, &out); err != nil {
 		return nil, err
 	}
-	if out.DataKey != "" {
-		return nil, stepErr(StepAnswer, errors.New("the answer has a data_key where a recipient was given: the attestation was dropped on the way; refused"))
+	return h.sealed(out.DataKey, out.CiphertextRecipient)
+}
+
+// recipient is the request's recipient member.
+func (h *Huawei) recipient(ctx context.Context) (map[string]string, error) {
+	doc, err := h.Recipient.Document(ctx, nil)
+	if err != nil {
+		return nil, err
 	}
-	env, err := base64.StdEncoding.DecodeString(out.CiphertextRecipient)
+	return map[string]string{"attestation_document": base64.StdEncoding.EncodeToString(doc), "key_encryption_algorithm": "RSAES_OAEP_SHA_256"}, nil
+}
+
+// sealed opens an answer's ciphertext_recipient; a clear value (plain, a
+// data_key or random_data) where a recipient was sent is refused.
+func (h *Huawei) sealed(plain, forRecipient string) ([]byte, error) {
+	if plain != "" {
+		return nil, stepErr(StepAnswer, errors.New("the answer has the secret in clear where a recipient was given: the attestation was dropped on the way; refused"))
+	}
+	env, err := base64.StdEncoding.DecodeString(forRecipient)
 	if err != nil || len(env) == 0 {
 		return nil, stepErr(StepAnswer, fmt.Errorf("the answer has no usable ciphertext_recipient (%v)", err))
 	}
 	return h.Recipient.Open(env)
+}
+
+// CreateDataKey makes a data key of n bytes (create-datakey): it returns
+// the key (opened here) and its cipher_text (hex) for decrypt-datakey.
+func (h *Huawei) CreateDataKey(ctx context.Context, keyID string, n int) ([]byte, string, error) {
+	rc, err := h.recipient(ctx)
+	if err != nil {
+		return nil, "", err
+	}
+	body, _ := json.Marshal(map[string]any{"key_id": keyID, "datakey_length": fmt.Sprint(8 * n), "recipient": rc})
+	var out struct {
+		CipherText          string `json:"cipher_text"`
+		PlainText           string `json:"plain_text"`
+		CiphertextRecipient string `json:"ciphertext_recipient"`
+	}
+	if err := h.call(ctx, "create-datakey", body, &out); err != nil {
+		return nil, "", err
+	}
+	dk, err := h.sealed(out.PlainText, out.CiphertextRecipient)
+	return dk, out.CipherText, err
+}
+
+// GenRandom returns n random bytes (gen-random), sealed on the way.
+func (h *Huawei) GenRandom(ctx context.Context, n int) ([]byte, error) {
+	rc, err := h.recipient(ctx)
+	if err != nil {
+		return nil, err
+	}
+	body, _ := json.Marshal(map[string]any{"random_data_length": fmt.Sprint(8 * n), "recipient": rc})
+	var out struct {
+		RandomData          string `json:"random_data"`
+		CiphertextRecipient string `json:"ciphertext_recipient"`
+	}
+	if err := h.call(ctx, "gen-random", body, &out); err != nil {
+		return nil, err
+	}
+	return h.sealed(out.RandomData, out.CiphertextRecipient)
 }
 
 func (h *Huawei) call(ctx context.Context, op string, body []byte, out any) error {

@@ -44,13 +44,23 @@ func TestHuaweiDecryptDataKey(t *testing.T) {
 	if !errors.As(err, &se) || se.Code != "KMS.AccessDenied" || !strings.Contains(se.Message, "PCR0") {
 		t.Errorf("DecryptDataKey under another image's policy = %v, want KMS.AccessDenied naming PCR0", err)
 	}
+	key, cipherHex, err := h.CreateDataKey(ctx, "enclave-key", 32)
+	if err != nil || len(key) != 32 {
+		t.Fatalf("CreateDataKey = %d bytes, %v", len(key), err)
+	}
+	if back, err := h.DecryptDataKey(ctx, "enclave-key", cipherHex, 32); err != nil || string(back) != string(key) {
+		t.Errorf("DecryptDataKey(CreateDataKey's cipher_text) = %x, %v; want %x", back, err, key)
+	}
+	if rnd, err := h.GenRandom(ctx, 24); err != nil || len(rnd) != 24 {
+		t.Errorf("GenRandom(24) = %d bytes, %v", len(rnd), err)
+	}
 	bad := *h
 	bad.SK = "not-the-secret"
 	_, err = bad.DecryptDataKey(ctx, "enclave-key", hex.EncodeToString(blob), len(dk))
 	if !errors.As(err, &se) || se.Code != "APIGW.0301" {
 		t.Errorf("DecryptDataKey signed with another SK = %v, want APIGW.0301", err)
 	}
-	if r.fake.Calls("huawei:decrypt-datakey") != 2 {
-		t.Errorf("the fake served %d decrypt-datakey calls, want 2 (the badly signed one refused before)", r.fake.Calls("huawei:decrypt-datakey"))
+	if r.fake.Calls("huawei:decrypt-datakey") != 3 {
+		t.Errorf("the fake served %d decrypt-datakey calls, want 3 (the badly signed one refused before)", r.fake.Calls("huawei:decrypt-datakey"))
 	}
 }

@@ -17,11 +17,14 @@ import (
 // request must be signed with (SDK-HMAC-SHA256).
 type HuaweiCredentials struct{ AK, SK string }
 
-// huaweiRequest is decrypt-datakey's body.
+// huaweiRequest is the bodies of decrypt-datakey, create-datakey and
+// gen-random.
 type huaweiRequest struct {
 	KeyID               string `json:"key_id"`
 	CipherText          string `json:"cipher_text"`
 	DatakeyCipherLength string `json:"datakey_cipher_length"`
+	DatakeyLength       string `json:"datakey_length"`
+	RandomDataLength    string `json:"random_data_length"`
 	Recipient           *struct {
 		AttestationDocument    string `json:"attestation_document"`
 		KeyEncryptionAlgorithm string `json:"key_encryption_algorithm"`
@@ -34,8 +37,9 @@ func huaweiFail(w http.ResponseWriter, status int, code, format string, args ...
 	json.NewEncoder(w).Encode(map[string]any{"error": map[string]string{"error_code": code, "error_msg": fmt.Sprintf(format, args...)}})
 }
 
-// serveHuawei serves POST /v1.0/{project_id}/kms/decrypt-datakey, the
-// Huawei Cloud KMS shape (UNVERIFIED against Huawei KMS, as the client).
+// serveHuawei serves POST /v1.0/{project_id}/kms/decrypt-datakey,
+// create-datakey and gen-random, the Huawei Cloud KMS shape (UNVERIFIED
+// against Huawei KMS, as the client).
 func (s *Server) serveHuawei(w http.ResponseWriter, r *http.Request) {
 	parts := strings.Split(strings.Trim(r.URL.Path, "/"), "/")
 	if r.Method != http.MethodPost || len(parts) != 4 || parts[2] != "kms" {
@@ -56,10 +60,6 @@ func (s *Server) serveHuawei(w http.ResponseWriter, r *http.Request) {
 	}
 	s.calls["huawei:"+parts[3]]++
 	s.mu.Unlock()
-	if parts[3] != "decrypt-datakey" {
-		huaweiFail(w, http.StatusBadRequest, "KMS.NotFaked", "operation %q is not faked", parts[3])
-		return
-	}
 	var req huaweiRequest
 	dec := json.NewDecoder(bytes.NewReader(body))
 	dec.DisallowUnknownFields()
@@ -67,23 +67,64 @@ func (s *Server) serveHuawei(w http.ResponseWriter, r *http.Request) {
 		huaweiFail(w, http.StatusBadRequest, "KMS.InvalidRequest", "request body: %v", err)
 		return
 	}
-	blob, err := hex.DecodeString(req.CipherText)
-	if err != nil {
-		huaweiFail(w, http.StatusBadRequest, "KMS.InvalidCiphertext", "cipher_text is not hex")
+	var (
+		k     *Key
+		pt    []byte
+		clear string // the member that carries the secret without a recipient
+		resp  = map[string]any{}
+	)
+	switch parts[3] {
+	case "decrypt-datakey":
+		blob, err := hex.DecodeString(req.CipherText)
+		if err != nil {
+			huaweiFail(w, http.StatusBadRequest, "KMS.InvalidCiphertext", "cipher_text is not hex")
+			return
+		}
+		var kerr *kmsError
+		k, pt, kerr = s.open(blob, nil)
+		if kerr != nil || (req.KeyID != "" && req.KeyID != k.ID) {
+			huaweiFail(w, http.StatusBadRequest, "KMS.InvalidCiphertext", "the cipher_text is not this KMS's, or not key %q's", req.KeyID)
+			return
+		}
+		clear = "data_key"
+		resp["key_id"], resp["datakey_length"] = k.ID, fmt.Sprint(len(pt))
+	case "create-datakey", "gen-random":
+		bits := req.DatakeyLength
+		if parts[3] == "gen-random" {
+			bits = req.RandomDataLength
+		}
+		var n int
+		if _, err := fmt.Sscan(bits, &n); err != nil || n < 8 || n > 8192 || n%8 != 0 {
+			huaweiFail(w, http.StatusBadRequest, "KMS.InvalidRequest", "length %q: want bits, a multiple of 8", bits)
+			return
+		}
+		pt = make([]byte, n/8)
+		io.ReadFull(s.rand(), pt)
+		clear = "random_data"
+		if parts[3] == "create-datakey" {
+			var kerr *kmsError
+			if k, kerr = s.key(req.KeyID); kerr != nil {
+				huaweiFail(w, http.StatusBadRequest, "KMS.NotFound", "%s", kerr.Message)
+				return
+			}
+			blob, err := s.seal(k, pt, nil)
+			if err != nil {
+				huaweiFail(w, http.StatusBadRequest, "KMS.InvalidRequest", "%v", err)
+				return
+			}
+			clear = "plain_text"
+			resp["key_id"], resp["cipher_text"] = k.ID, hex.EncodeToString(blob)
+		}
+	default:
+		huaweiFail(w, http.StatusBadRequest, "KMS.NotFaked", "operation %q is not faked", parts[3])
 		return
 	}
-	k, pt, kerr := s.open(blob, nil)
-	if kerr != nil || (req.KeyID != "" && req.KeyID != k.ID) {
-		huaweiFail(w, http.StatusBadRequest, "KMS.InvalidCiphertext", "the cipher_text is not this KMS's, or not key %q's", req.KeyID)
-		return
-	}
-	resp := map[string]any{"key_id": k.ID, "datakey_length": fmt.Sprint(len(pt))}
 	if req.Recipient == nil {
-		if k.RequireRecipient {
+		if k != nil && k.RequireRecipient {
 			huaweiFail(w, http.StatusForbidden, "KMS.AccessDenied", "the key policy of %s allows this only to an attested enclave (no recipient)", k.ID)
 			return
 		}
-		resp["data_key"] = hex.EncodeToString(pt)
+		resp[clear] = hex.EncodeToString(pt)
 	} else {
 		doc, err := base64.StdEncoding.DecodeString(req.Recipient.AttestationDocument)
 		if err != nil {

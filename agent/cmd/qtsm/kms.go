@@ -30,9 +30,11 @@ const kmsUsage = `kms decrypt --ciphertext B64 [--key-id ID] [--encryption-conte
   kms generate-random [--bytes N]
   kms proxy [--listen 127.0.0.1:4000]   for unmodified AWS SDK programs (AWS_ENDPOINT_URL_KMS)
     common: [--vendor aws|huawei] [--region R] [--endpoint URL] [--recipient-key FILE.pem]
-    huawei: decrypt only (decrypt-datakey; --project-id, --bytes = the data key's length,
-    default 32), credentials HUAWEICLOUD_SDK_AK, HUAWEICLOUD_SDK_SK, HUAWEICLOUD_SDK_PROJECT_ID;
-    UNVERIFIED against Huawei KMS (its envelope format is not public)
+    huawei: decrypt (decrypt-datakey; --bytes = the data key's length, default 32; the
+    ciphertext is the cipher_text's bytes), generate-data-key (create-datakey; its cipher_text
+    in --json), generate-random (gen-random); --project-id; credentials HUAWEICLOUD_SDK_AK,
+    HUAWEICLOUD_SDK_SK, HUAWEICLOUD_SDK_PROJECT_ID; UNVERIFIED against Huawei KMS (its envelope
+    format is not public)
     KMS releases the secret only to this attested enclave (a Recipient with an
     attestation document); it is printed as one line of standard base64 (--json:
     the whole answer; for a key pair the plaintext is the private key, PKCS#8 DER). Credentials: AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY,
@@ -80,8 +82,8 @@ func kmsCmd(args []string) (action, error) {
 		return nil, usagef("kms %s: unexpected argument %q", sub, pos[0])
 	}
 	switch {
-	case *vendor == "huawei" && sub != "decrypt":
-		return nil, errors.New("kms: --vendor huawei: only decrypt (decrypt-datakey) is built yet")
+	case *vendor == "huawei" && (sub == "generate-data-key-pair" || sub == "proxy"):
+		return nil, fmt.Errorf("kms: --vendor huawei: %s is AWS's (Huawei's recipient flow covers decrypt, generate-data-key and generate-random)", sub)
 	case *vendor == "huawei" && *project == "":
 		return nil, usagef("kms: --vendor huawei needs --project-id or HUAWEICLOUD_SDK_PROJECT_ID")
 	case *vendor != "aws" && *vendor != "huawei":
@@ -120,7 +122,7 @@ func kmsCmd(args []string) (action, error) {
 	}
 	return func(e *env) error {
 		if *vendor == "huawei" {
-			return huaweiDecrypt(e, key, *endpoint, *region, *project, *keyID, blob, *n)
+			return huaweiCmd(e, sub, key, *endpoint, *region, *project, *keyID, blob, *n)
 		}
 		id, secret := os.Getenv("AWS_ACCESS_KEY_ID"), os.Getenv("AWS_SECRET_ACCESS_KEY")
 		if id == "" || secret == "" {
@@ -169,9 +171,9 @@ func kmsCmd(args []string) (action, error) {
 	}, nil
 }
 
-// huaweiDecrypt is kms decrypt --vendor huawei: decrypt-datakey with a
-// recipient.
-func huaweiDecrypt(e *env, key *rsa.PrivateKey, endpoint, region, project, keyID string, blob []byte, n int) error {
+// huaweiCmd is kms decrypt | generate-data-key | generate-random with
+// --vendor huawei.
+func huaweiCmd(e *env, sub string, key *rsa.PrivateKey, endpoint, region, project, keyID string, blob []byte, n int) error {
 	ak, sk := os.Getenv("HUAWEICLOUD_SDK_AK"), os.Getenv("HUAWEICLOUD_SDK_SK")
 	if ak == "" || sk == "" {
 		return errors.New("kms: no Huawei Cloud credentials in the environment (HUAWEICLOUD_SDK_AK, HUAWEICLOUD_SDK_SK)")
@@ -184,17 +186,28 @@ func huaweiDecrypt(e *env, key *rsa.PrivateKey, endpoint, region, project, keyID
 	}
 	rec, err := kms.NewRecipient(e.m, key)
 	if err != nil {
-		return fmt.Errorf("kms decrypt: %w", err)
+		return fmt.Errorf("kms %s: %w", sub, err)
 	}
 	h := &kms.Huawei{Endpoint: endpoint, ProjectID: project, AK: ak, SK: sk, SecurityToken: os.Getenv("HUAWEICLOUD_SDK_SECURITY_TOKEN"), Recipient: rec}
-	pt, err := h.DecryptDataKey(e.ctx, keyID, hex.EncodeToString(blob), n)
+	out := map[string][]byte{}
+	switch sub {
+	case "decrypt":
+		out["plaintext"], err = h.DecryptDataKey(e.ctx, keyID, hex.EncodeToString(blob), n)
+	case "generate-data-key":
+		var cipherHex string
+		if out["plaintext"], cipherHex, err = h.CreateDataKey(e.ctx, keyID, n); err == nil {
+			out["ciphertext_blob"], err = hex.DecodeString(cipherHex)
+		}
+	case "generate-random":
+		out["plaintext"], err = h.GenRandom(e.ctx, n)
+	}
 	if err != nil {
-		return fmt.Errorf("kms decrypt: %w", err)
+		return fmt.Errorf("kms %s: %w", sub, err)
 	}
 	if e.json {
-		return e.printJSON(map[string][]byte{"plaintext": pt})
+		return e.printJSON(out)
 	}
-	_, err = fmt.Fprintln(e.stdout, base64.StdEncoding.EncodeToString(pt))
+	_, err = fmt.Fprintln(e.stdout, base64.StdEncoding.EncodeToString(out["plaintext"]))
 	return err
 }
 

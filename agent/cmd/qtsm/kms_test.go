@@ -66,7 +66,9 @@ func TestKMS(t *testing.T) {
 		{"generate-data-key-pair", []string{"generate-data-key-pair", "--endpoint", hs.URL, "--key-id", "enclave-key", "--key-pair-spec", "RSA_2048"}, 0, "", ""},
 		{"huawei decrypt", []string{"decrypt", "--vendor", "huawei", "--project-id", "p1", "--endpoint", hs.URL, "--key-id", "enclave-key", "--ciphertext", b64(hblob), "--bytes", "6"}, 0, b64([]byte("hw-key")) + "\n", ""},
 		{"huawei decrypt, another image's key", []string{"decrypt", "--vendor", "huawei", "--project-id", "p1", "--endpoint", hs.URL, "--ciphertext", b64(other)}, 1, "", "KMS: KMS.AccessDenied: the key policy of other-image requires kms:RecipientAttestation:PCR0"},
-		{"huawei generate-random", []string{"generate-random", "--vendor", "huawei", "--project-id", "p1"}, 1, "", "only decrypt"},
+		{"huawei generate-random", []string{"generate-random", "--vendor", "huawei", "--project-id", "p1", "--endpoint", hs.URL, "--bytes", "24"}, 0, "", ""},
+		{"huawei generate-data-key", []string{"generate-data-key", "--vendor", "huawei", "--project-id", "p1", "--endpoint", hs.URL, "--key-id", "enclave-key"}, 0, "", ""},
+		{"huawei key pair", []string{"generate-data-key-pair", "--vendor", "huawei", "--project-id", "p1", "--key-id", "k"}, 1, "", "is AWS's"},
 		{"huawei without a project", []string{"decrypt", "--vendor", "huawei", "--ciphertext", b64(blob)}, 2, "", "--project-id"},
 		{"bad base64", []string{"decrypt", "--ciphertext", "%%%"}, 2, "", "standard base64"},
 		{"no key id", []string{"generate-data-key"}, 2, "", "--key-id is required"},
@@ -88,7 +90,7 @@ func TestKMS(t *testing.T) {
 			} else if _, err := x509.ParsePKCS8PrivateKey(b); err != nil {
 				t.Errorf("generate-data-key-pair's private key: %v", err)
 			}
-		case "generate-random":
+		case "generate-random", "huawei generate-random":
 			if b, err := base64.StdEncoding.DecodeString(strings.TrimSpace(out)); err != nil || len(b) != 24 {
 				t.Errorf("generate-random printed %q", out)
 			}
