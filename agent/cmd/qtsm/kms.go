@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/credentials"
 
 	"github.com/qtenclave/enclave/kms"
@@ -124,18 +125,17 @@ func kmsCmd(args []string) (action, error) {
 		if *vendor == "huawei" {
 			return huaweiCmd(e, sub, key, *endpoint, *region, *project, *keyID, blob, *n)
 		}
-		id, secret := os.Getenv("AWS_ACCESS_KEY_ID"), os.Getenv("AWS_SECRET_ACCESS_KEY")
-		if id == "" || secret == "" {
-			return errors.New("kms: no AWS credentials in the environment (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN)")
+		creds, err := awsCredentials(e.ctx, *region)
+		if err != nil {
+			return fmt.Errorf("kms %s: %w", sub, err)
 		}
 		rec, err := kms.NewRecipient(e.m, key)
 		if err != nil {
 			return fmt.Errorf("kms %s: %w", sub, err)
 		}
-		a := &kms.AWS{Client: kms.NewAWSClient(*region, *endpoint, credentials.NewStaticCredentialsProvider(id, secret, os.Getenv("AWS_SESSION_TOKEN"))), Recipient: rec}
+		a := &kms.AWS{Client: kms.NewAWSClient(*region, *endpoint, credentials.StaticCredentialsProvider{Value: creds}), Recipient: rec}
 		if sub == "proxy" {
-			return serveProxy(e, *listen, &kms.Proxy{KMS: a,
-				Credentials: aws.Credentials{AccessKeyID: id, SecretAccessKey: secret, SessionToken: os.Getenv("AWS_SESSION_TOKEN")}})
+			return serveProxy(e, *listen, &kms.Proxy{KMS: a, Credentials: creds})
 		}
 		var out map[string][]byte
 		switch sub {
@@ -227,6 +227,24 @@ func serveProxy(e *env, listen string, p *kms.Proxy) error {
 		return err
 	}
 	return nil
+}
+
+// awsCredentials are AWS's environment variables, else what the AWS
+// credential chain finds (shared files, web identity, the instance's role
+// through IMDS, which the enclave reaches through egress when its policy
+// allows 169.254.169.254:80).
+func awsCredentials(ctx context.Context, region string) (aws.Credentials, error) {
+	if id, secret := os.Getenv("AWS_ACCESS_KEY_ID"), os.Getenv("AWS_SECRET_ACCESS_KEY"); id != "" && secret != "" {
+		return aws.Credentials{AccessKeyID: id, SecretAccessKey: secret, SessionToken: os.Getenv("AWS_SESSION_TOKEN")}, nil
+	}
+	cfg, err := config.LoadDefaultConfig(ctx, config.WithRegion(region))
+	if err == nil && cfg.Credentials != nil {
+		var c aws.Credentials
+		if c, err = cfg.Credentials.Retrieve(ctx); err == nil {
+			return c, nil
+		}
+	}
+	return aws.Credentials{}, fmt.Errorf("no AWS credentials: not in the environment (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN), nor from the credential chain: %v", err)
 }
 
 func firstEnv(names ...string) string {

@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"net/http/httptest"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -101,7 +102,19 @@ func TestKMS(t *testing.T) {
 			}
 		}
 	}
+	// No environment credentials: the credential chain (a shared
+	// credentials file here; IMDS off).
+	t.Setenv("AWS_ACCESS_KEY_ID", "")
 	t.Setenv("AWS_SECRET_ACCESS_KEY", "")
+	t.Setenv("AWS_EC2_METADATA_DISABLED", "true")
+	t.Setenv("AWS_CONFIG_FILE", filepath.Join(t.TempDir(), "none"))
+	shared := filepath.Join(t.TempDir(), "credentials")
+	os.WriteFile(shared, []byte("[default]\naws_access_key_id = AKIDFROMFILE\naws_secret_access_key = from-file\n"), 0o600)
+	t.Setenv("AWS_SHARED_CREDENTIALS_FILE", shared)
+	if code, out, errOut := runCLI(t, "", append(common, "generate-random", "--endpoint", hs.URL)...); code != 0 {
+		t.Errorf("with the shared credentials file = %d %q %q", code, out, errOut)
+	}
+	t.Setenv("AWS_SHARED_CREDENTIALS_FILE", filepath.Join(t.TempDir(), "none"))
 	if code, _, errOut := runCLI(t, "", append(common, "generate-random", "--endpoint", hs.URL)...); code != 1 || !strings.Contains(errOut, "no AWS credentials") {
 		t.Errorf("without credentials = %d %q", code, errOut)
 	}
