@@ -27,10 +27,12 @@ type Policy struct {
 
 // PolicyKey is one key of a Policy.
 type PolicyKey struct {
-	ID               string            `json:"id"`
-	Material         string            `json:"material"`
-	PCRs             map[string]string `json:"pcrs"`
-	RequireRecipient bool              `json:"require_recipient"`
+	ID       string            `json:"id"`
+	Material string            `json:"material"`
+	PCRs     map[string]string `json:"pcrs"`
+	// ImageSha384 is kms:RecipientAttestation:ImageSha384: PCR0.
+	ImageSha384      string `json:"image_sha384"`
+	RequireRecipient bool   `json:"require_recipient"`
 }
 
 // LoadPolicy parses a policy file (strictly) and returns the server it
@@ -54,7 +56,17 @@ func LoadPolicy(b []byte) (*Server, string, error) {
 		}
 		key := &Key{ID: k.ID, RequirePCRs: map[int]string{}, RequireRecipient: k.RequireRecipient}
 		copy(key.Material[:], m)
-		for i, v := range k.PCRs {
+		pcrs := k.PCRs
+		if k.ImageSha384 != "" {
+			if _, dup := pcrs["0"]; dup {
+				return nil, "", fmt.Errorf("fake KMS policy: key %q: image_sha384 and pcrs[\"0\"] both given", k.ID)
+			}
+			pcrs = map[string]string{"0": k.ImageSha384}
+			for i, v := range k.PCRs {
+				pcrs[i] = v
+			}
+		}
+		for i, v := range pcrs {
 			n, err := strconv.Atoi(i)
 			if err != nil || n < 0 || n > 31 {
 				return nil, "", fmt.Errorf("fake KMS policy: key %q: PCR %q", k.ID, i)

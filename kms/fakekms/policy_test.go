@@ -16,7 +16,12 @@ func TestLoadPolicy(t *testing.T) {
 	if kerr != nil || k.RequirePCRs[0] != p || !k.RequireRecipient || k.Material[0] != 0xab {
 		t.Errorf("key = %+v, %v", k, kerr)
 	}
+	s2, _, err := LoadPolicy([]byte(`{"listen":"x","keys":[{"id":"k","material":"` + m + `","image_sha384":"` + p + `"}]}`))
+	if k2, _ := s2.key("k"); err != nil || k2.RequirePCRs[0] != p {
+		t.Errorf("image_sha384 = PCR0: %v %+v", err, k2)
+	}
 	for _, c := range []struct{ in, msg string }{
+		{`{"listen":"x","keys":[{"id":"k","material":"` + m + `","image_sha384":"` + p + `","pcrs":{"0":"` + p + `"}}]}`, "both given"},
 		{`{"keys":[]}`, "no \"listen\""},
 		{`{"listen":"x","keyz":[]}`, "unknown field"},
 		{`{"listen":"x","keys":[{"id":"k","material":"00"}]}`, "32 bytes"},
