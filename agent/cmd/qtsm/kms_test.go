@@ -2,10 +2,13 @@ package main
 
 import (
 	"context"
+	"crypto/rand"
+	"crypto/rsa"
 	"crypto/x509"
 	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
+	"encoding/pem"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
@@ -51,6 +54,12 @@ func TestKMS(t *testing.T) {
 	t.Setenv("HUAWEICLOUD_SDK_AK", "HWAK")
 	t.Setenv("HUAWEICLOUD_SDK_SK", "hw-secret")
 	b64 := base64.StdEncoding.EncodeToString
+	rk, _ := rsa.GenerateKey(rand.Reader, 2048)
+	keyPEM := filepath.Join(t.TempDir(), "recipient.pem")
+	os.WriteFile(keyPEM, pem.EncodeToMemory(&pem.Block{Type: "RSA PRIVATE KEY", Bytes: x509.MarshalPKCS1PrivateKey(rk)}), 0o600)
+	smallPEM := filepath.Join(t.TempDir(), "small.pem")
+	sk, _ := rsa.GenerateKey(rand.Reader, 1024)
+	os.WriteFile(smallPEM, pem.EncodeToMemory(&pem.Block{Type: "RSA PRIVATE KEY", Bytes: x509.MarshalPKCS1PrivateKey(sk)}), 0o600)
 	common := []string{"--socket", sock, "kms"}
 	for _, c := range []struct {
 		name   string
@@ -73,6 +82,8 @@ func TestKMS(t *testing.T) {
 		{"huawei without a project", []string{"decrypt", "--vendor", "huawei", "--ciphertext", b64(blob)}, 2, "", "--project-id"},
 		{"bad base64", []string{"decrypt", "--ciphertext", "%%%"}, 2, "", "standard base64"},
 		{"no key id", []string{"generate-data-key"}, 2, "", "--key-id is required"},
+		{"decrypt with --recipient-key", []string{"decrypt", "--endpoint", hs.URL, "--ciphertext", b64(blob), "--encryption-context", "app=payments", "--recipient-key", keyPEM}, 0, b64([]byte("s3cr3t")) + "\n", ""},
+		{"a 1024-bit --recipient-key", []string{"decrypt", "--endpoint", hs.URL, "--ciphertext", b64(blob), "--recipient-key", smallPEM}, 1, "", "recipient key: RSA key of 1024 bits"},
 		{"proxy off loopback", []string{"proxy", "--listen", "0.0.0.0:4000"}, 2, "", "want a loopback address"},
 		{"bad context", []string{"decrypt", "--ciphertext", b64(blob), "--encryption-context", "novalue"}, 2, "", "want K=V"},
 	} {
