@@ -4,9 +4,9 @@ import (
 	"context"
 	"crypto/rand"
 	"crypto/rsa"
-	"encoding/hex"
 	"errors"
 	"net/http"
+	"net/url"
 	"strings"
 	"sync"
 
@@ -35,13 +35,16 @@ func (a attester) Attestation(ctx context.Context, req qtsm.AttestationRequest) 
 	return v.Document, err
 }
 
-// kmsHTTP is the HTTP client KMS requests use: through the egress proxy
-// when the agent serves one (its own environment names none).
-func (s *Server) kmsHTTP() *http.Client {
-	if s.cfg.KMSProxy == nil {
-		return &http.Client{}
+// newKMSHTTP is the one HTTP client KMS requests use (its connections
+// reused): through the egress proxy when the agent serves one (its own
+// environment names none).
+func newKMSHTTP(proxy *url.URL) *http.Client {
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	tr.Proxy = nil
+	if proxy != nil {
+		tr.Proxy = http.ProxyURL(proxy)
 	}
-	return &http.Client{Transport: &http.Transport{Proxy: http.ProxyURL(s.cfg.KMSProxy)}}
+	return &http.Client{Transport: tr}
 }
 
 func (s *Server) kms(w http.ResponseWriter, r *http.Request) error {
@@ -75,55 +78,25 @@ func (s *Server) kms(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	rec := &kms.Recipient{Key: key, Module: attester{s, r.WithContext(ctx)}}
-	var out api.KMSResponse
+	var c kms.Client
 	if req.Vendor == "huawei" {
 		h := &kms.Huawei{Endpoint: req.Endpoint, ProjectID: req.ProjectID, AK: req.Credentials.AccessKeyID, SK: req.Credentials.SecretAccessKey,
-			SecurityToken: req.Credentials.SessionToken, HTTP: s.kmsHTTP(), Recipient: rec}
+			SecurityToken: req.Credentials.SessionToken, HTTP: s.kmsHTTP, Recipient: rec}
 		if h.Endpoint == "" {
-			h.Endpoint = "https://kms." + req.Region + ".myhuaweicloud.com"
+			h.Endpoint = kms.HuaweiEndpoint(req.Region)
 		}
-		n := req.Bytes
-		if n == 0 {
-			n = 32
-		}
-		switch op {
-		case "decrypt":
-			out.Plaintext, err = h.DecryptDataKey(ctx, req.KeyID, hex.EncodeToString(req.Ciphertext), n)
-		case "generate-data-key":
-			var cipherHex string
-			if out.Plaintext, cipherHex, err = h.CreateDataKey(ctx, req.KeyID, n); err == nil {
-				out.CiphertextBlob, err = hex.DecodeString(cipherHex)
-			}
-		case "generate-random":
-			out.Plaintext, err = h.GenRandom(ctx, n)
-		}
+		c = h
 	} else {
-		a := &kms.AWS{Client: kms.NewAWSClientHTTP(req.Region, req.Endpoint,
-			credentials.NewStaticCredentialsProvider(req.Credentials.AccessKeyID, req.Credentials.SecretAccessKey, req.Credentials.SessionToken), s.kmsHTTP()),
+		c = &kms.AWS{Client: kms.NewAWSClientHTTP(req.Region, req.Endpoint,
+			credentials.NewStaticCredentialsProvider(req.Credentials.AccessKeyID, req.Credentials.SecretAccessKey, req.Credentials.SessionToken), s.kmsHTTP),
 			Recipient: rec}
-		switch op {
-		case "decrypt":
-			out.Plaintext, err = a.Decrypt(ctx, req.Ciphertext, req.KeyID, req.EncryptionContext)
-		case "generate-data-key":
-			out.Plaintext, out.CiphertextBlob, err = a.GenerateDataKey(ctx, req.KeyID, req.Bytes, req.EncryptionContext)
-		case "generate-data-key-pair":
-			spec := req.KeyPairSpec
-			if spec == "" {
-				spec = "ECC_NIST_P256"
-			}
-			out.Plaintext, out.PublicKey, out.CiphertextBlob, err = a.GenerateDataKeyPair(ctx, req.KeyID, spec, req.EncryptionContext)
-		case "generate-random":
-			n := req.Bytes
-			if n == 0 {
-				n = 32
-			}
-			out.Plaintext, err = a.GenerateRandom(ctx, n)
-		}
 	}
+	res, err := c.Do(ctx, kms.Request{Op: op, KeyID: req.KeyID, Ciphertext: req.Ciphertext, EncryptionContext: req.EncryptionContext,
+		Bytes: req.Bytes, KeyPairSpec: req.KeyPairSpec})
 	if err != nil {
 		return kmsAnswer(op, err)
 	}
-	writeJSON(w, http.StatusOK, out)
+	writeJSON(w, http.StatusOK, api.KMSResponse{Plaintext: res.Plaintext, CiphertextBlob: res.CiphertextBlob, PublicKey: res.PublicKey})
 	return nil
 }
 

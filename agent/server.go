@@ -63,6 +63,7 @@ type Server struct {
 	denied   atomic.Uint64
 	shutting atomic.Bool
 	keys     *keyPool
+	kmsHTTP  *http.Client
 }
 
 // New returns a server for cfg; it starts the device worker at once.
@@ -88,7 +89,7 @@ func New(cfg Config) *Server {
 	if cfg.Logf == nil {
 		cfg.Logf = log.Printf
 	}
-	s := &Server{cfg: cfg, q: newQueue(cfg.MaxQueue), keys: newKeyPool(2)}
+	s := &Server{cfg: cfg, q: newQueue(cfg.MaxQueue), keys: newKeyPool(2), kmsHTTP: newKMSHTTP(cfg.KMSProxy)}
 	s.mux = s.routes()
 	s.hs = &http.Server{
 		Handler:           s.mux,
@@ -132,6 +133,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	s.shutting.Store(true)
 	err := s.hs.Shutdown(ctx)
 	s.keys.stop()
+	s.kmsHTTP.CloseIdleConnections()
 	s.q.close()
 	select {
 	case <-s.q.stopped:

@@ -5,7 +5,6 @@ import (
 	"crypto/rsa"
 	"crypto/x509"
 	"encoding/base64"
-	"encoding/hex"
 	"encoding/pem"
 	"errors"
 	"flag"
@@ -105,9 +104,6 @@ func kmsCmd(args []string) (action, error) {
 			return nil, usagef("kms %s: --key-id is required", sub)
 		}
 	case "generate-random":
-		if *n == 0 {
-			*n = 32
-		}
 	case "proxy":
 		if h, _, err := net.SplitHostPort(*listen); err != nil || !(h == "127.0.0.1" || h == "::1" || h == "localhost") {
 			return nil, usagef("kms proxy: --listen %q: want a loopback address", *listen)
@@ -122,93 +118,60 @@ func kmsCmd(args []string) (action, error) {
 		}
 	}
 	return func(e *env) error {
-		if *vendor == "huawei" {
-			return huaweiCmd(e, sub, key, *endpoint, *region, *project, *keyID, blob, *n)
-		}
-		creds, err := awsCredentials(e.ctx, *region)
-		if err != nil {
-			return fmt.Errorf("kms %s: %w", sub, err)
-		}
 		rec, err := kms.NewRecipient(e.m, key)
 		if err != nil {
 			return fmt.Errorf("kms %s: %w", sub, err)
 		}
-		a := &kms.AWS{Client: kms.NewAWSClient(*region, *endpoint, credentials.StaticCredentialsProvider{Value: creds}), Recipient: rec}
-		if sub == "proxy" {
-			return serveProxy(e, *listen, &kms.Proxy{KMS: a, Credentials: creds})
+		var c kms.Client
+		if *vendor == "huawei" {
+			if c, err = huaweiClient(*endpoint, *region, *project, rec); err != nil {
+				return err
+			}
+		} else {
+			creds, err := awsCredentials(e.ctx, *region)
+			if err != nil {
+				return fmt.Errorf("kms %s: %w", sub, err)
+			}
+			a := &kms.AWS{Client: kms.NewAWSClient(*region, *endpoint, credentials.StaticCredentialsProvider{Value: creds}), Recipient: rec}
+			if sub == "proxy" {
+				return serveProxy(e, *listen, &kms.Proxy{KMS: a, Credentials: creds})
+			}
+			c = a
 		}
-		var out map[string][]byte
-		switch sub {
-		case "decrypt":
-			var pt []byte
-			if pt, err = a.Decrypt(e.ctx, blob, *keyID, encCtx); err == nil {
-				out = map[string][]byte{"plaintext": pt}
-			}
-		case "generate-data-key":
-			var pt, b []byte
-			if pt, b, err = a.GenerateDataKey(e.ctx, *keyID, *n, encCtx); err == nil {
-				out = map[string][]byte{"plaintext": pt, "ciphertext_blob": b}
-			}
-		case "generate-data-key-pair":
-			var priv, pub, b []byte
-			if priv, pub, b, err = a.GenerateDataKeyPair(e.ctx, *keyID, *pairSpec, encCtx); err == nil {
-				out = map[string][]byte{"plaintext": priv, "public_key": pub, "private_key_ciphertext_blob": b}
-			}
-		case "generate-random":
-			var r []byte
-			if r, err = a.GenerateRandom(e.ctx, *n); err == nil {
-				out = map[string][]byte{"plaintext": r}
-			}
-		}
+		res, err := c.Do(e.ctx, kms.Request{Op: sub, KeyID: *keyID, Ciphertext: blob, EncryptionContext: encCtx, Bytes: *n, KeyPairSpec: *pairSpec})
 		if err != nil {
 			return fmt.Errorf("kms %s: %w", sub, err)
 		}
 		if e.json {
+			out := map[string][]byte{"plaintext": res.Plaintext}
+			if res.CiphertextBlob != nil {
+				name := "ciphertext_blob"
+				if sub == kms.OpGenerateDataKeyPair {
+					name = "private_key_ciphertext_blob"
+				}
+				out[name] = res.CiphertextBlob
+			}
+			if res.PublicKey != nil {
+				out["public_key"] = res.PublicKey
+			}
 			return e.printJSON(out)
 		}
-		_, err = fmt.Fprintln(e.stdout, base64.StdEncoding.EncodeToString(out["plaintext"]))
+		_, err = fmt.Fprintln(e.stdout, base64.StdEncoding.EncodeToString(res.Plaintext))
 		return err
 	}, nil
 }
 
-// huaweiCmd is kms decrypt | generate-data-key | generate-random with
-// --vendor huawei.
-func huaweiCmd(e *env, sub string, key *rsa.PrivateKey, endpoint, region, project, keyID string, blob []byte, n int) error {
+// huaweiClient is Huawei KMS with the credentials of Huawei's SDK
+// environment variables.
+func huaweiClient(endpoint, region, project string, rec *kms.Recipient) (*kms.Huawei, error) {
 	ak, sk := os.Getenv("HUAWEICLOUD_SDK_AK"), os.Getenv("HUAWEICLOUD_SDK_SK")
 	if ak == "" || sk == "" {
-		return errors.New("kms: no Huawei Cloud credentials in the environment (HUAWEICLOUD_SDK_AK, HUAWEICLOUD_SDK_SK)")
+		return nil, errors.New("kms: no Huawei Cloud credentials in the environment (HUAWEICLOUD_SDK_AK, HUAWEICLOUD_SDK_SK)")
 	}
 	if endpoint == "" {
-		endpoint = "https://kms." + region + ".myhuaweicloud.com"
+		endpoint = kms.HuaweiEndpoint(region)
 	}
-	if n == 0 {
-		n = 32
-	}
-	rec, err := kms.NewRecipient(e.m, key)
-	if err != nil {
-		return fmt.Errorf("kms %s: %w", sub, err)
-	}
-	h := &kms.Huawei{Endpoint: endpoint, ProjectID: project, AK: ak, SK: sk, SecurityToken: os.Getenv("HUAWEICLOUD_SDK_SECURITY_TOKEN"), Recipient: rec}
-	out := map[string][]byte{}
-	switch sub {
-	case "decrypt":
-		out["plaintext"], err = h.DecryptDataKey(e.ctx, keyID, hex.EncodeToString(blob), n)
-	case "generate-data-key":
-		var cipherHex string
-		if out["plaintext"], cipherHex, err = h.CreateDataKey(e.ctx, keyID, n); err == nil {
-			out["ciphertext_blob"], err = hex.DecodeString(cipherHex)
-		}
-	case "generate-random":
-		out["plaintext"], err = h.GenRandom(e.ctx, n)
-	}
-	if err != nil {
-		return fmt.Errorf("kms %s: %w", sub, err)
-	}
-	if e.json {
-		return e.printJSON(out)
-	}
-	_, err = fmt.Fprintln(e.stdout, base64.StdEncoding.EncodeToString(out["plaintext"]))
-	return err
+	return &kms.Huawei{Endpoint: endpoint, ProjectID: project, AK: ak, SK: sk, SecurityToken: os.Getenv("HUAWEICLOUD_SDK_SECURITY_TOKEN"), Recipient: rec}, nil
 }
 
 // serveProxy serves the KMS proxy until SIGTERM or SIGINT.
