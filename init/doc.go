@@ -165,10 +165,13 @@
 //
 // Step names, in order: devtmpfs, console, cmdline, modules, device,
 // entropy, heartbeat, log-stream, config, agent-open, switch-root, mounts, workload,
-// agent-start, loopback, hostname, hosts, rlimits, control, exec (then, at the end,
+// loopback, egress (when the launch manifest opens egress: the proxy's and the
+// forwards' listeners on lo, made before the agent that serves them), agent-start,
+// hostname, hosts, rlimits, control, exec (then, at the end,
 // agent-stop, log-close and report); agent-ready comes whenever the agent is ready,
 // usually after exec. Only config, heartbeat, switch-root,
-// mounts, workload and exec end the boot when they fail; the others are
+// mounts, workload, egress and exec end the boot when they fail (and a
+// manifest that publishes ports with no agent to serve them); the others are
 // reported and the boot goes on.
 //
 // "ready" is the time from init's start to the workload's successful exec
