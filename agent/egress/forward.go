@@ -2,7 +2,6 @@ package egress
 
 import (
 	"context"
-	"errors"
 	"net"
 	"time"
 
@@ -26,16 +25,7 @@ type Forward struct {
 
 // Serve forwards connections from l until l is closed.
 func (f *Forward) Serve(l net.Listener) error {
-	for {
-		c, err := l.Accept()
-		if err != nil {
-			if errors.Is(err, net.ErrClosed) {
-				return nil
-			}
-			return err
-		}
-		go f.handle(c)
-	}
+	return splice.Serve(l, 0, f.handle)
 }
 
 func (f *Forward) handle(c net.Conn) {

@@ -7,7 +7,6 @@ package ingress
 
 import (
 	"context"
-	"errors"
 	"net"
 	"strconv"
 	"time"
@@ -43,16 +42,7 @@ type Publisher struct {
 
 // Serve joins the connections l accepts until l is closed.
 func (p *Publisher) Serve(l net.Listener) error {
-	for {
-		c, err := l.Accept()
-		if err != nil {
-			if errors.Is(err, net.ErrClosed) {
-				return nil
-			}
-			return err
-		}
-		go p.handle(c)
-	}
+	return splice.Serve(l, 0, p.handle)
 }
 
 func (p *Publisher) handle(c net.Conn) {

@@ -89,6 +89,43 @@ type activity struct {
 func (a *activity) touch()               { a.last.Store(time.Now().UnixNano()) }
 func (a *activity) since() time.Duration { return time.Duration(time.Now().UnixNano() - a.last.Load()) }
 
+// Serve handles each connection l accepts on its own goroutine, at most
+// max at once when max > 0 (more wait in the listener's backlog), until l
+// is closed; then it waits for the handlers to return. The servers that
+// join streams (the parent's tunnels, the companion's forwards and
+// published ports) all accept this one way.
+func Serve(l net.Listener, max int, handle func(net.Conn)) error {
+	var slots chan struct{}
+	if max > 0 {
+		slots = make(chan struct{}, max)
+	}
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	for {
+		if slots != nil {
+			slots <- struct{}{}
+		}
+		c, err := l.Accept()
+		if err != nil {
+			if slots != nil {
+				<-slots
+			}
+			if errors.Is(err, net.ErrClosed) {
+				return nil
+			}
+			return err
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if slots != nil {
+				defer func() { <-slots }()
+			}
+			handle(c)
+		}()
+	}
+}
+
 // Group counts the joins in progress, so that a server stopping can let
 // them finish (Wait) instead of cutting the bytes still on their way.
 type Group struct {

@@ -7,7 +7,6 @@ import (
 	"net"
 	"net/netip"
 	"strconv"
-	"sync"
 	"time"
 
 	"github.com/qtenclave/enclave/internal/splice"
@@ -49,33 +48,7 @@ type Tunnels struct {
 // Serve accepts tunnels on l until it fails (Close it to stop), then
 // waits for the open tunnels to end.
 func (t *Tunnels) Serve(l net.Listener) error {
-	return serveBounded(l, or(t.MaxTunnels, DefaultMaxTunnels), t.Handle)
-}
-
-// serveBounded handles each connection l accepts on its own goroutine,
-// at most max at once (more wait in the listener's backlog), until l is
-// closed; then it waits for the handlers to return.
-func serveBounded(l net.Listener, max int, handle func(net.Conn)) error {
-	slots := make(chan struct{}, max)
-	var wg sync.WaitGroup
-	defer wg.Wait()
-	for {
-		slots <- struct{}{}
-		c, err := l.Accept()
-		if err != nil {
-			<-slots
-			if errors.Is(err, net.ErrClosed) {
-				return nil
-			}
-			return err
-		}
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			defer func() { <-slots }()
-			handle(c)
-		}()
-	}
+	return splice.Serve(l, or(t.MaxTunnels, DefaultMaxTunnels), t.Handle)
 }
 
 func (t *Tunnels) logf(format string, args ...any) {

@@ -164,7 +164,7 @@ type Fixed struct {
 // Serve forwards the connections l accepts until l is closed, then waits
 // for the open ones to end.
 func (f *Fixed) Serve(l net.Listener) error {
-	return serveBounded(l, or(f.Workers, 4), f.handle)
+	return splice.Serve(l, or(f.Workers, 4), f.handle)
 }
 
 func (f *Fixed) handle(c net.Conn) {
