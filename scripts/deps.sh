@@ -24,8 +24,8 @@ PKGS=(
 	# QEMU build (configure with --without-default-features, see scripts/build-qemu.sh)
 	python3 python3-venv ninja-build pkg-config libglib2.0-dev libpixman-1-dev zlib1g-dev
 	libcbor-dev libgnutls28-dev libfdt-dev
-	# running things: GNU time, timeout (coreutils)
-	time coreutils
+	# running things: GNU time, timeout (coreutils); openssl for the KMS envelope's cross-checks
+	time coreutils openssl
 )
 # Binary packages taken from bookworm-backports: name -> minimum acceptable version.
 declare -A BPO=(
