@@ -6,6 +6,8 @@ import (
 	"context"
 	"encoding/binary"
 	"fmt"
+	"io"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -142,11 +144,16 @@ func TestLoad(t *testing.T) {
 		total = v
 	}
 	dir := t.TempDir()
-	bin := filepath.Join(dir, "qtsm-agent")
-	build := exec.Command("go", "build", "-trimpath", "-ldflags=-s -w", "-o", bin, "./cmd/qtsm-agent")
-	build.Env = append(os.Environ(), "CGO_ENABLED=0")
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("go build qtsm-agent: %v\n%s", err, out)
+	// QTSM_LOAD_AGENT names another qtsm-agent binary (an older build, to
+	// measure before and after a change in the same conditions).
+	bin := os.Getenv("QTSM_LOAD_AGENT")
+	if bin == "" {
+		bin = filepath.Join(dir, "qtsm-agent")
+		build := exec.Command("go", "build", "-trimpath", "-ldflags=-s -w", "-o", bin, "./cmd/qtsm-agent")
+		build.Env = append(os.Environ(), "CGO_ENABLED=0")
+		if out, err := build.CombinedOutput(); err != nil {
+			t.Fatalf("go build qtsm-agent: %v\n%s", err, out)
+		}
 	}
 	sock := filepath.Join(dir, "qtsm.sock")
 	cmd := exec.Command(bin, "--sim", "--socket", sock, "--max-queue", "4096")
@@ -191,6 +198,20 @@ func TestLoad(t *testing.T) {
 	t.Logf("attestation: median in-process %v, via agent %v, ratio %.3f (goal <= 1.5); mean simulator time inside the agent %v", in, via, ratio, devMean)
 	rin, rvia, rratio := overhead(t, inproc, probe, random, 2000)
 	t.Logf("random: median in-process %v, via agent %v, ratio %.2f", rin, rvia, rratio)
+	// The same calls on a bare server process: the same simulator behind
+	// the same kind of socket, a length-prefixed answer and nothing else.
+	// Its ratio is what crossing a process costs on this machine, which no
+	// server can go below; the agent's own share is what it adds on top.
+	floor := startFloor(t, filepath.Join(dir, "floor.sock"))
+	fin, fvia, fratio := overhead(t, inproc, floor, attest, 2000)
+	t.Logf("attestation floor (bare socket server process, no HTTP): median in-process %v, via bare server %v, ratio %.3f", fin, fvia, fratio)
+	_, frvia, _ := overhead(t, inproc, floor, random, 2000)
+	t.Logf("random floor: via bare server %v", frvia)
+	// Once more through the agent, after the floor, so that a change of
+	// machine load between the two shows.
+	in2, via2, ratio2 := overhead(t, inproc, probe, attest, 2000)
+	t.Logf("attestation again: median in-process %v, via agent %v, ratio %.3f; the agent adds %.3f over the floor",
+		in2, via2, ratio2, min(ratio, ratio2)-fratio)
 	base, err := probe.Health(ctx)
 	if err != nil {
 		t.Fatal(err)
@@ -328,4 +349,99 @@ func procStatus(pid int, field string) int64 {
 		}
 	}
 	return -1
+}
+
+// floorModule calls the bare server of TestLoadFloorServer: one byte of
+// operation and an 8-byte nonce out, a 4-byte length and the answer back.
+// Only Attestation and GetRandom exist.
+type floorModule struct {
+	qtsm.Module
+	c  net.Conn
+	br *bufio.Reader
+}
+
+func startFloor(t *testing.T, sock string) *floorModule {
+	cmd := exec.Command(os.Args[0], "-test.run=^TestLoadFloorServer$")
+	cmd.Env = append(os.Environ(), "QTSM_FLOOR_SOCKET="+sock)
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		c, err := net.Dial("unix", sock)
+		if err == nil {
+			t.Cleanup(func() { c.Close() })
+			return &floorModule{c: c, br: bufio.NewReader(c)}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("floor server: %v", err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func (f *floorModule) call(op byte, nonce []byte) ([]byte, error) {
+	var req [9]byte
+	req[0] = op
+	copy(req[1:], nonce)
+	if _, err := f.c.Write(req[:]); err != nil {
+		return nil, err
+	}
+	var n [4]byte
+	if _, err := io.ReadFull(f.br, n[:]); err != nil {
+		return nil, err
+	}
+	b := make([]byte, binary.BigEndian.Uint32(n[:]))
+	_, err := io.ReadFull(f.br, b)
+	return b, err
+}
+
+func (f *floorModule) Attestation(_ context.Context, req qtsm.AttestationRequest) ([]byte, error) {
+	return f.call('a', req.Nonce)
+}
+
+func (f *floorModule) GetRandom(context.Context) ([]byte, error) { return f.call('r', nil) }
+
+// TestLoadFloorServer is TestLoad's bare server, run in its own process.
+func TestLoadFloorServer(t *testing.T) {
+	sock := os.Getenv("QTSM_FLOOR_SOCKET")
+	if sock == "" {
+		t.Skip("skipped: TestLoad's helper process")
+	}
+	m := qtsm.NewSession(newSim(t, qtsm.VendorNitro))
+	l, err := net.Listen("unix", sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for {
+		c, err := l.Accept()
+		if err != nil {
+			t.Fatal(err)
+		}
+		go func() {
+			defer c.Close()
+			br := bufio.NewReader(c)
+			var req [9]byte
+			for {
+				if _, err := io.ReadFull(br, req[:]); err != nil {
+					return
+				}
+				var b []byte
+				if req[0] == 'a' {
+					b, err = m.Attestation(context.Background(), qtsm.AttestationRequest{Nonce: req[1:]})
+				} else {
+					b, err = m.GetRandom(context.Background())
+				}
+				if err != nil {
+					return
+				}
+				out := binary.BigEndian.AppendUint32(make([]byte, 0, 4+len(b)), uint32(len(b)))
+				if _, err := c.Write(append(out, b...)); err != nil {
+					return
+				}
+			}
+		}()
+	}
 }

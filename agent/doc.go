@@ -29,9 +29,13 @@
 //   - Arguments are validated before they reach the device: attestation
 //     user_data and nonce <= 512 bytes, public_key <= 1024, extend and lock
 //     only for PCRs 16..31, every encoded request within the device's 4 KiB.
-//   - The HTTP server is hardened: header and body read timeouts, 8 KiB of
-//     headers, 64 KiB of body, so slow or malformed clients are cut off
-//     without holding up the others.
+//   - The HTTP server is the agent's own connection loop around net/http's
+//     request parser and the same handler (conn.go says why): one request
+//     at a time per connection on that connection's goroutine, pipelining,
+//     keep-alive, Expect: 100-continue, header and body read timeouts,
+//     8 KiB of headers, 64 KiB of body, so slow or malformed clients are
+//     cut off without holding up the others. A client that hangs up while
+//     its request waits in the queue takes the request out of it.
 //   - Shutdown stops accepting, lets in-flight requests finish, then closes
 //     the device.
 package agent

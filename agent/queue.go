@@ -83,10 +83,13 @@ func (q *queue) do(ctx context.Context, key int32, fn func(context.Context) (any
 	q.mu.Unlock()
 	q.accepted.Add(1)
 
+	unwatch := watchQueued(ctx) // a client that hangs up now leaves the queue
 	select {
 	case <-j.ready:
+		unwatch()
 		return q.run(ctx, fn)
 	case <-ctx.Done():
+		unwatch()
 	}
 	q.mu.Lock()
 	if j.granted { // granted just as ctx ended: pass the device on

@@ -58,7 +58,7 @@ type Config struct {
 type Server struct {
 	cfg      Config
 	q        *queue
-	hs       *http.Server
+	hs       *httpServer
 	mux      http.Handler
 	denied   atomic.Uint64
 	shutting atomic.Bool
@@ -91,15 +91,18 @@ func New(cfg Config) *Server {
 	}
 	s := &Server{cfg: cfg, q: newQueue(cfg.MaxQueue), keys: newKeyPool(2), kmsHTTP: newKMSHTTP(cfg.KMSProxy)}
 	s.mux = s.routes()
-	s.hs = &http.Server{
-		Handler:           s.mux,
-		ReadHeaderTimeout: cfg.ReadHeaderTimeout,
-		ReadTimeout:       cfg.ReadTimeout,
-		// Writing must outlast the longest request, queueing included.
-		WriteTimeout:   cfg.Timeout + cfg.ReadTimeout + 5*time.Second,
-		IdleTimeout:    cfg.IdleTimeout,
-		MaxHeaderBytes: cfg.MaxHeaderBytes,
-		ConnContext: func(ctx context.Context, c net.Conn) context.Context {
+	s.hs = &httpServer{
+		handler: s.mux,
+		limits: httpLimits{
+			readHeader: cfg.ReadHeaderTimeout,
+			read:       cfg.ReadTimeout,
+			// Writing must outlast the longest request, queueing included.
+			write:          cfg.Timeout + cfg.ReadTimeout + 5*time.Second,
+			idle:           cfg.IdleTimeout,
+			maxHeaderBytes: cfg.MaxHeaderBytes,
+		},
+		logf: cfg.Logf,
+		connContext: func(ctx context.Context, c net.Conn) context.Context {
 			ctx = context.WithValue(ctx, connKey{}, c)
 			p, err := PeerOf(c)
 			if err != nil {
@@ -107,16 +110,8 @@ func New(cfg Config) *Server {
 			}
 			return WithPeer(ctx, p)
 		},
-		ErrorLog: log.New(logWriter{cfg.Logf}, "", 0),
 	}
 	return s
-}
-
-type logWriter struct{ logf func(string, ...any) }
-
-func (w logWriter) Write(b []byte) (int, error) {
-	w.logf("%s", b)
-	return len(b), nil
 }
 
 // Handler returns the HTTP handler (for tests that bring their own server;
