@@ -261,6 +261,7 @@ func (s *httpServer) serveConn(sc *serverConn) {
 		}
 		lr.n = math.MaxInt64
 		c.SetReadDeadline(start.Add(s.limits.read))
+		c.SetWriteDeadline(start.Add(s.limits.write)) // for a 100 Continue
 		if msg := checkRequest(req); msg != "" {
 			writeStatus(c, http.StatusBadRequest, "400 Bad Request: "+msg)
 			return

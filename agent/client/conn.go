@@ -178,7 +178,14 @@ func (pc *pconn) exchange(ctx context.Context, method, path, contentType, accept
 	if err != nil {
 		return nil, false, true, err
 	}
-	b, err := io.ReadAll(io.LimitReader(resp.Body, maxAnswer+1))
+	var b []byte
+	if n := resp.ContentLength; n >= 0 && n <= maxAnswer {
+		// The usual case: the agent always sends the length.
+		b = make([]byte, n)
+		_, err = io.ReadFull(resp.Body, b)
+	} else {
+		b, err = io.ReadAll(io.LimitReader(resp.Body, maxAnswer+1))
+	}
 	resp.Body.Close()
 	if err != nil {
 		return nil, false, true, err
