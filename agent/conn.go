@@ -14,6 +14,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -35,6 +36,14 @@ import (
 // connection is watched only while a request waits in the device queue,
 // the one place where a hang-up must stop it (a request whose client went
 // away never reaches the device).
+//
+// Nor does the loop arm a timer per request. A deadline (SetReadDeadline,
+// context.WithTimeout) is a runtime timer, and adding one that falls before
+// the network poller's sleep wakes a thread to re-arm it: a few per
+// request, ~0.15 of the attestation ratio in BenchmarkAttestationOverhead.
+// Each connection instead notes when it must end (an atomic store), and
+// one janitor per server closes connections, and ends request contexts,
+// whose time has passed, a few times a second.
 
 // httpLimits are the connection loop's timeouts and sizes.
 type httpLimits struct {
@@ -48,6 +57,8 @@ type httpLimits struct {
 type httpServer struct {
 	handler http.Handler
 	limits  httpLimits
+	// request bounds a request's context, queueing included.
+	request time.Duration
 	logf    func(string, ...any)
 	// connContext gives each connection its context (the peer).
 	connContext func(context.Context, net.Conn) context.Context
@@ -57,6 +68,7 @@ type httpServer struct {
 	conns     map[*serverConn]struct{}
 	shutting  bool
 	drained   chan struct{} // closed when shutting and no connection is left
+	janitor   sync.Once
 }
 
 // serverConn is one connection; active is true from a request's first
@@ -64,7 +76,21 @@ type httpServer struct {
 type serverConn struct {
 	c      net.Conn
 	active bool
+	// closeAt is when the janitor closes the connection (UnixNano; 0:
+	// never): the end of the phase it is in (idle, header, body, answer).
+	closeAt atomic.Int64
+	// req is the request in progress, whose context the janitor ends
+	// (cause context.DeadlineExceeded) when its time is up.
+	req atomic.Pointer[requestClock]
 }
+
+type requestClock struct {
+	at     int64 // UnixNano
+	cancel context.CancelCauseFunc
+}
+
+// until sets the end of sc's current phase.
+func (sc *serverConn) until(t time.Time) { sc.closeAt.Store(t.UnixNano()) }
 
 // Serve accepts connections on l until Shutdown, then returns
 // http.ErrServerClosed. Temporary accept errors (out of descriptors) are
@@ -82,6 +108,7 @@ func (s *httpServer) Serve(l net.Listener) error {
 	}
 	s.listeners[&l] = struct{}{}
 	s.mu.Unlock()
+	s.janitor.Do(func() { go s.sweep() })
 	defer func() {
 		s.mu.Lock()
 		delete(s.listeners, &l)
@@ -114,6 +141,33 @@ func (s *httpServer) Serve(l net.Listener) error {
 			return http.ErrServerClosed
 		}
 		go s.serveConn(sc)
+	}
+}
+
+// sweep is the janitor: every tick it closes the connections whose phase
+// has run out and ends the requests whose time is up. It returns once the
+// server is shut down and every connection is gone.
+func (s *httpServer) sweep() {
+	tick := min(s.limits.readHeader, s.limits.read, s.limits.idle, s.request) / 4
+	tick = max(5*time.Millisecond, min(tick, 250*time.Millisecond))
+	t := time.NewTicker(tick)
+	defer t.Stop()
+	for range t.C {
+		now := time.Now().UnixNano()
+		s.mu.Lock()
+		if s.shutting && len(s.conns) == 0 {
+			s.mu.Unlock()
+			return
+		}
+		for sc := range s.conns {
+			if at := sc.closeAt.Load(); at != 0 && now > at {
+				sc.c.Close()
+			}
+			if r := sc.req.Load(); r != nil && now > r.at {
+				r.cancel(context.DeadlineExceeded)
+			}
+		}
+		s.mu.Unlock()
 	}
 }
 
@@ -236,7 +290,7 @@ func (s *httpServer) serveConn(sc *serverConn) {
 	bw := bufio.NewWriterSize(c, 4<<10)
 	for {
 		// Between requests: wait for the next one's first byte.
-		c.SetReadDeadline(time.Now().Add(s.limits.idle))
+		sc.until(time.Now().Add(s.limits.idle))
 		lr.n = math.MaxInt64
 		if _, err := br.Peek(1); err != nil {
 			return
@@ -245,14 +299,14 @@ func (s *httpServer) serveConn(sc *serverConn) {
 			return
 		}
 		start := time.Now()
-		c.SetReadDeadline(start.Add(s.limits.readHeader))
+		sc.until(start.Add(s.limits.readHeader))
 		lr.n = int64(s.limits.maxHeaderBytes) + headerSlack - int64(br.Buffered())
 		req, err := http.ReadRequest(br)
 		if err != nil {
 			switch {
 			case lr.n <= 0:
 				writeStatus(c, http.StatusRequestHeaderFieldsTooLarge, "431 Request Header Fields Too Large")
-			case isTimeout(err) || errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF):
+			case errors.Is(err, net.ErrClosed) || isTimeout(err) || errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF):
 				// gone or too slow: nothing to answer
 			default:
 				writeStatus(c, http.StatusBadRequest, "400 Bad Request")
@@ -260,15 +314,22 @@ func (s *httpServer) serveConn(sc *serverConn) {
 			return
 		}
 		lr.n = math.MaxInt64
-		c.SetReadDeadline(start.Add(s.limits.read))
-		c.SetWriteDeadline(start.Add(s.limits.write)) // for a 100 Continue
 		if msg := checkRequest(req); msg != "" {
 			writeStatus(c, http.StatusBadRequest, "400 Bad Request: "+msg)
 			return
 		}
-		// A handler's Close of the body must not read the rest of it (the
-		// body of http.ReadRequest does): the loop decides below.
-		req.Body = quietBody{req.Body}
+		// The body has until start+read to arrive; once it has (or when
+		// there is none), the request has until start+write for its
+		// answer. A handler's Close of the body must not read the rest of
+		// it (the body of http.ReadRequest does): the loop decides below.
+		answerBy := start.Add(s.limits.write)
+		if req.ContentLength != 0 {
+			sc.until(start.Add(s.limits.read))
+			req.Body = &bodyClock{r: req.Body, sc: sc, then: answerBy}
+		} else {
+			sc.until(answerBy)
+			req.Body = quietBody{req.Body}
+		}
 		var ask *continueReader
 		if e := req.Header.Get("Expect"); e != "" {
 			if !strings.EqualFold(e, "100-continue") {
@@ -281,7 +342,7 @@ func (s *httpServer) serveConn(sc *serverConn) {
 				req.Body = ask
 			}
 		}
-		keep := s.serveRequest(ctx, c, req, ask)
+		keep := s.serveRequest(ctx, sc, req, ask)
 		if !keep || !s.setActive(sc, false) {
 			return
 		}
@@ -337,10 +398,14 @@ func writeStatus(c net.Conn, code int, text string) {
 
 // serveRequest runs the handler for req and writes its answer; it reports
 // whether the connection may take another request.
-func (s *httpServer) serveRequest(connCtx context.Context, c net.Conn, req *http.Request, ask *continueReader) (keep bool) {
-	ctx, cancel := context.WithCancel(connCtx)
-	defer cancel()
-	ctx = context.WithValue(ctx, watchKey{}, func() func() { return watchHangup(c, cancel, s.limits.read) })
+func (s *httpServer) serveRequest(connCtx context.Context, sc *serverConn, req *http.Request, ask *continueReader) (keep bool) {
+	c := sc.c
+	ctx, cancel := context.WithCancelCause(connCtx)
+	defer cancel(nil)
+	sc.req.Store(&requestClock{at: time.Now().Add(s.request).UnixNano(), cancel: cancel})
+	defer sc.req.Store(nil)
+	ctx = context.WithValue(ctx, clockedKey{}, true)
+	ctx = context.WithValue(ctx, watchKey{}, func() func() { return watchHangup(c, func() { cancel(nil) }) })
 	req = req.WithContext(ctx)
 	req.RemoteAddr = c.RemoteAddr().String()
 	w := &responseWriter{header: make(http.Header), req: req}
@@ -354,12 +419,13 @@ func (s *httpServer) serveRequest(connCtx context.Context, c net.Conn, req *http
 	}
 	if keep {
 		// Read what the handler left of the body, within reason.
+		sc.until(time.Now().Add(s.limits.read))
 		n, err := io.CopyN(io.Discard, req.Body, bodyDrain+1)
 		if n > bodyDrain || err != nil && err != io.EOF {
 			keep = false
 		}
 	}
-	c.SetWriteDeadline(time.Now().Add(s.limits.write))
+	sc.until(time.Now().Add(s.limits.write))
 	// The head and the body leave in one writev: a client must not wake
 	// for a head whose body is still to come.
 	head := w.head(keep, req.ProtoAtLeast(1, 1))
@@ -395,6 +461,34 @@ func (r *continueReader) Read(p []byte) (int, error) {
 
 func (r *continueReader) Close() error { return nil }
 
+// bodyClock is a request body that, once read to its end, moves its
+// connection's deadline from the body's to the answer's. Its Close does
+// nothing, as quietBody's.
+type bodyClock struct {
+	r    io.Reader
+	sc   *serverConn
+	then time.Time
+	done bool
+}
+
+func (b *bodyClock) Read(p []byte) (int, error) {
+	n, err := b.r.Read(p)
+	if err == io.EOF && !b.done {
+		b.done = true
+		b.sc.until(b.then)
+	}
+	return n, err
+}
+
+func (*bodyClock) Close() error { return nil }
+
+// clockedKey marks a request context that the janitor ends at the
+// request's deadline, so that Server.do need not arm a timer of its own.
+type clockedKey struct{}
+
+// clocked reports whether ctx's request has the janitor's deadline.
+func clocked(ctx context.Context) bool { return ctx.Value(clockedKey{}) != nil }
+
 // quietBody is a request body whose Close does nothing.
 type quietBody struct{ io.Reader }
 
@@ -414,9 +508,8 @@ func watchQueued(ctx context.Context) (stop func()) {
 
 // watchHangup cancels the request when c's peer closes its end; data
 // arriving instead (a pipelined request) ends the watch without cancel.
-// It peeks and never consumes. stop ends the watch and restores the read
-// deadline.
-func watchHangup(c net.Conn, cancel context.CancelFunc, read time.Duration) (stop func()) {
+// It peeks and never consumes. stop ends the watch.
+func watchHangup(c net.Conn, cancel func()) (stop func()) {
 	sc, ok := c.(syscall.Conn)
 	if !ok {
 		return func() {}
@@ -443,9 +536,9 @@ func watchHangup(c net.Conn, cancel context.CancelFunc, read time.Duration) (sto
 		}
 	}()
 	return func() {
-		c.SetReadDeadline(aLongTimeAgo)
+		c.SetReadDeadline(aLongTimeAgo) // wakes the watcher
 		<-done
-		c.SetReadDeadline(time.Now().Add(read))
+		c.SetReadDeadline(time.Time{}) // the janitor keeps the time
 	}
 }
 

@@ -54,7 +54,7 @@ func newQueue(max int) *queue {
 // errBusy when too many wait, errClosed after close, or ctx's error when ctx
 // ends before the device is granted (fn then never runs).
 func (q *queue) do(ctx context.Context, key int32, fn func(context.Context) (any, error)) (any, error) {
-	if err := ctx.Err(); err != nil {
+	if err := context.Cause(ctx); err != nil {
 		return nil, err
 	}
 	q.mu.Lock()
@@ -96,19 +96,19 @@ func (q *queue) do(ctx context.Context, key int32, fn func(context.Context) (any
 		q.mu.Unlock()
 		q.dropped.Add(1)
 		q.release()
-		return nil, ctx.Err()
+		return nil, context.Cause(ctx)
 	}
 	j.abandoned = true
 	q.n--
 	q.mu.Unlock()
 	q.dropped.Add(1)
-	return nil, ctx.Err()
+	return nil, context.Cause(ctx)
 }
 
 // run calls fn holding the device, then passes it on.
 func (q *queue) run(ctx context.Context, fn func(context.Context) (any, error)) (any, error) {
 	defer q.release()
-	if err := ctx.Err(); err != nil {
+	if err := context.Cause(ctx); err != nil {
 		q.dropped.Add(1)
 		return nil, err
 	}

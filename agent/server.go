@@ -101,7 +101,8 @@ func New(cfg Config) *Server {
 			idle:           cfg.IdleTimeout,
 			maxHeaderBytes: cfg.MaxHeaderBytes,
 		},
-		logf: cfg.Logf,
+		request: cfg.Timeout,
+		logf:    cfg.Logf,
 		connContext: func(ctx context.Context, c net.Conn) context.Context {
 			ctx = context.WithValue(ctx, connKey{}, c)
 			p, err := PeerOf(c)
@@ -160,8 +161,12 @@ func (s *Server) Stats() api.Stats {
 // do runs fn on the device, in queue order, on behalf of the request's
 // peer, within the configured timeout.
 func (s *Server) do(r *http.Request, fn func(ctx context.Context) (any, error)) (any, error) {
-	ctx, cancel := context.WithTimeout(r.Context(), s.cfg.Timeout)
-	defer cancel()
+	ctx := r.Context()
+	if !clocked(ctx) { // a server of the caller's (Handler)
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, s.cfg.Timeout)
+		defer cancel()
+	}
 	return s.q.do(ctx, PeerFrom(ctx).PID, func(ctx context.Context) (any, error) { return s.runDevice(ctx, fn) })
 }
 
@@ -229,7 +234,7 @@ func (s *Server) runDevice(ctx context.Context, fn func(ctx context.Context) (an
 		}
 		// The handler is inside the device call and has written nothing
 		// of its answer: the connection is ours to answer and close.
-		if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+		if errors.Is(context.Cause(ctx), context.DeadlineExceeded) {
 			conn.SetWriteDeadline(time.Now().Add(time.Second))
 			conn.Write(timeoutAnswer)
 		}
@@ -242,7 +247,7 @@ func (s *Server) runDevice(ctx context.Context, fn func(ctx context.Context) (an
 	gone := abandoned
 	mu.Unlock()
 	if gone {
-		return nil, ctx.Err()
+		return nil, context.Cause(ctx)
 	}
 	return v, err
 }
