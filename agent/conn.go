@@ -405,6 +405,13 @@ func (s *httpServer) serveRequest(connCtx context.Context, sc *serverConn, req *
 	sc.req.Store(&requestClock{at: time.Now().Add(s.request).UnixNano(), cancel: cancel})
 	defer sc.req.Store(nil)
 	ctx = context.WithValue(ctx, clockedKey{}, true)
+	if b, ok := req.Body.(*bodyClock); ok {
+		ctx = context.WithValue(ctx, bodyDoneKey{}, b)
+	} else if a, ok := req.Body.(*continueReader); ok {
+		if b, ok := a.body.(*bodyClock); ok {
+			ctx = context.WithValue(ctx, bodyDoneKey{}, b)
+		}
+	}
 	ctx = context.WithValue(ctx, watchKey{}, func() func() { return watchHangup(c, func() { cancel(nil) }) })
 	req = req.WithContext(ctx)
 	req.RemoteAddr = c.RemoteAddr().String()
@@ -473,11 +480,29 @@ type bodyClock struct {
 
 func (b *bodyClock) Read(p []byte) (int, error) {
 	n, err := b.r.Read(p)
-	if err == io.EOF && !b.done {
+	if err == io.EOF {
+		b.finish()
+	}
+	return n, err
+}
+
+// finish moves the connection to the answer's deadline, once.
+func (b *bodyClock) finish() {
+	if !b.done {
 		b.done = true
 		b.sc.until(b.then)
 	}
-	return n, err
+}
+
+type bodyDoneKey struct{}
+
+// bodyRead is called by a request about to go to the device: whatever it
+// read of its body, it is done reading, and from now on the connection
+// has the answer's deadline (a handler need not read its body to EOF).
+func bodyRead(ctx context.Context) {
+	if b, ok := ctx.Value(bodyDoneKey{}).(*bodyClock); ok {
+		b.finish()
+	}
 }
 
 func (*bodyClock) Close() error { return nil }

@@ -225,3 +225,20 @@ func FuzzConnLoop(f *testing.F) {
 		}
 	})
 }
+
+// TestDeviceTimeOutlastsReadTimeout: the read limit bounds the arrival of
+// a request, not the time its answer takes at the device: a request with
+// a body that waits at the device longer than ReadTimeout is answered.
+func TestDeviceTimeOutlastsReadTimeout(t *testing.T) {
+	f := fakemod.New()
+	f.Gate = make(chan struct{})
+	a := startAgent(t, fakeSession(f), "", func(c *agent.Config) {
+		c.ReadTimeout = 200 * time.Millisecond
+		c.Timeout = 5 * time.Second
+	})
+	go func() { time.Sleep(800 * time.Millisecond); close(f.Gate) }()
+	start := time.Now()
+	if _, err := a.client().ExtendPCR(context.Background(), 16, []byte("slow device")); err != nil {
+		t.Errorf("ExtendPCR() at a device slower than ReadTimeout = %v after %v, want its answer", err, time.Since(start))
+	}
+}

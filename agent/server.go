@@ -162,6 +162,7 @@ func (s *Server) Stats() api.Stats {
 // peer, within the configured timeout.
 func (s *Server) do(r *http.Request, fn func(ctx context.Context) (any, error)) (any, error) {
 	ctx := r.Context()
+	bodyRead(ctx)
 	if !clocked(ctx) { // a server of the caller's (Handler)
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, s.cfg.Timeout)
