@@ -85,6 +85,36 @@ func TestEgressLoad(t *testing.T) {
 	}
 	defer ul.Close()
 	go tun.Serve(ul)
+	// The floor: the least any relay does, on the same Unix socket kind. A
+	// bare Go splice to the sink and back, no handshake, no policy, no idle
+	// check. What the tunnel server loses against the direct copy beyond
+	// what this loses is its own.
+	bl, err := net.Listen("unix", filepath.Join(dir, "bare.sock"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer bl.Close()
+	go func() {
+		for {
+			c, err := bl.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				out, err := net.Dial("tcp", sink)
+				if err != nil {
+					return
+				}
+				defer out.Close()
+				back := make(chan struct{})
+				go func() { io.Copy(c, out); c.(*net.UnixConn).CloseWrite(); close(back) }()
+				out.(*net.TCPConn).ReadFrom(c)
+				out.(*net.TCPConn).CloseWrite()
+				<-back
+			}()
+		}
+	}()
 
 	// The companion, with the proxy's listener as descriptor 3.
 	pl, err := net.Listen("tcp", "127.0.0.1:0")
@@ -123,13 +153,15 @@ func TestEgressLoad(t *testing.T) {
 	viaProxy := func(dest string) (net.Conn, *bufio.Reader, error) {
 		return connectAddr(proxyAddr, dest)
 	}
-	direct := func(addr string) (net.Conn, *bufio.Reader, error) {
-		c, err := net.Dial("tcp", addr)
+	direct2 := func(network, addr string) (net.Conn, *bufio.Reader, error) {
+		c, err := net.Dial(network, addr)
 		if err != nil {
 			return nil, nil, err
 		}
 		return c, bufio.NewReader(c), nil
 	}
+
+	direct := func(addr string) (net.Conn, *bufio.Reader, error) { return direct2("tcp", addr) }
 
 	// 1. Bulk: alternate direct and proxied runs, medians.
 	bulk := func(open func() (net.Conn, *bufio.Reader, error)) float64 {
@@ -171,9 +203,10 @@ func TestEgressLoad(t *testing.T) {
 	// just before it), which a change of machine load between rounds moves
 	// less.
 	const rounds = 7
-	var ds, us, ts, ps, ur, tr []float64
+	var ds, bs, us, ts, ps, br, ur, tr []float64
 	for range rounds {
 		ds = append(ds, bulk(func() (net.Conn, *bufio.Reader, error) { return direct(sink) }))
+		bs = append(bs, bulk(func() (net.Conn, *bufio.Reader, error) { return direct2("unix", bl.Addr().String()) }))
 		us = append(us, bulk(func() (net.Conn, *bufio.Reader, error) {
 			return viaTunnel("unix", ul.Addr().String(), "sink.test:"+sinkPort)
 		}))
@@ -182,18 +215,21 @@ func TestEgressLoad(t *testing.T) {
 		}))
 		ps = append(ps, bulk(func() (net.Conn, *bufio.Reader, error) { return viaProxy("sink.test:" + sinkPort) }))
 		d := ds[len(ds)-1]
+		br = append(br, bs[len(bs)-1]/d)
 		ur = append(ur, us[len(us)-1]/d)
 		tr = append(tr, ts[len(ts)-1]/d)
 	}
-	for _, x := range [][]float64{ds, us, ts, ps, ur, tr} {
+	for _, x := range [][]float64{ds, bs, us, ts, ps, br, ur, tr} {
 		slices.Sort(x)
 	}
 	m := rounds / 2
 	t.Logf("bulk %d MiB, medians of %d rounds (each kind in turn): direct loopback TCP %.0f MiB/s; "+
 		"through the parent's tunnel server, tunnels on a Unix socket %.0f MiB/s: ratio %.2f, per-round ratios %.2f..%.2f, median %.2f (goal >= 0.7); "+
 		"tunnels on loopback TCP %.0f MiB/s: ratio %.2f, per-round median %.2f; "+
-		"through the companion's proxy and the parent (3 connections, every process on the same 2 cores) %.0f MiB/s: ratio %.2f",
-		mib, rounds, ds[m], us[m], us[m]/ds[m], ur[0], ur[rounds-1], ur[m], ts[m], ts[m]/ds[m], tr[m], ps[m], ps[m]/ds[m])
+		"through the companion's proxy and the parent (3 connections, every process on the same 2 cores) %.0f MiB/s: ratio %.2f; "+
+		"the floor, a bare splice relay on a Unix socket %.0f MiB/s: ratio %.2f, per-round %.2f..%.2f, median %.2f",
+		mib, rounds, ds[m], us[m], us[m]/ds[m], ur[0], ur[rounds-1], ur[m], ts[m], ts[m]/ds[m], tr[m], ps[m], ps[m]/ds[m],
+		bs[m], bs[m]/ds[m], br[0], br[rounds-1], br[m])
 
 	// 2. Short connections per second, 16 at a time.
 	short := func(open func() (net.Conn, *bufio.Reader, error), n int) float64 {
