@@ -2,23 +2,18 @@ package agent
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"errors"
-	"fmt"
 	"io"
 	"math"
 	"net"
 	"net/http"
 	"runtime/debug"
-	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
-
-	"golang.org/x/sys/unix"
 
 	"github.com/qtenclave/enclave/internal/backoff"
 )
@@ -43,7 +38,7 @@ import (
 // request, ~0.15 of the attestation ratio in BenchmarkAttestationOverhead.
 // Each connection instead notes when it must end (an atomic store), and
 // one janitor per server closes connections, and ends request contexts,
-// whose time has passed, a few times a second.
+// whose time has passed, up to a few times a second.
 
 // httpLimits are the connection loop's timeouts and sizes.
 type httpLimits struct {
@@ -83,14 +78,6 @@ type serverConn struct {
 	// (cause context.DeadlineExceeded) when its time is up.
 	req atomic.Pointer[requestClock]
 }
-
-type requestClock struct {
-	at     int64 // UnixNano
-	cancel context.CancelCauseFunc
-}
-
-// until sets the end of sc's current phase.
-func (sc *serverConn) until(t time.Time) { sc.closeAt.Store(t.UnixNano()) }
 
 // Serve accepts connections on l until Shutdown, then returns
 // http.ErrServerClosed. Temporary accept errors (out of descriptors) are
@@ -141,33 +128,6 @@ func (s *httpServer) Serve(l net.Listener) error {
 			return http.ErrServerClosed
 		}
 		go s.serveConn(sc)
-	}
-}
-
-// sweep is the janitor: every tick it closes the connections whose phase
-// has run out and ends the requests whose time is up. It returns once the
-// server is shut down and every connection is gone.
-func (s *httpServer) sweep() {
-	tick := min(s.limits.readHeader, s.limits.read, s.limits.idle, s.request) / 4
-	tick = max(5*time.Millisecond, min(tick, 250*time.Millisecond))
-	t := time.NewTicker(tick)
-	defer t.Stop()
-	for range t.C {
-		now := time.Now().UnixNano()
-		s.mu.Lock()
-		if s.shutting && len(s.conns) == 0 {
-			s.mu.Unlock()
-			return
-		}
-		for sc := range s.conns {
-			if at := sc.closeAt.Load(); at != 0 && now > at {
-				sc.c.Close()
-			}
-			if r := sc.req.Load(); r != nil && now > r.at {
-				r.cancel(context.DeadlineExceeded)
-			}
-		}
-		s.mu.Unlock()
 	}
 }
 
@@ -269,8 +229,6 @@ const headerSlack = 4 << 10
 // bodyDrain is how much of a request body the handler left unread the
 // loop reads away to keep the connection; beyond it the connection closes.
 const bodyDrain = 256 << 10
-
-var aLongTimeAgo = time.Unix(1, 0)
 
 func (s *httpServer) serveConn(sc *serverConn) {
 	c := sc.c
@@ -388,14 +346,6 @@ func isTimeout(err error) bool {
 	return errors.As(err, &ne) && ne.Timeout()
 }
 
-// writeStatus answers a request the loop refuses itself, and the
-// connection then closes.
-func writeStatus(c net.Conn, code int, text string) {
-	c.SetWriteDeadline(time.Now().Add(time.Second))
-	fmt.Fprintf(c, "HTTP/1.1 %03d %s\r\nContent-Type: text/plain; charset=utf-8\r\nConnection: close\r\nContent-Length: %d\r\n\r\n%s",
-		code, http.StatusText(code), len(text), text)
-}
-
 // serveRequest runs the handler for req and writes its answer; it reports
 // whether the connection may take another request.
 func (s *httpServer) serveRequest(connCtx context.Context, sc *serverConn, req *http.Request, ask *continueReader) (keep bool) {
@@ -443,194 +393,4 @@ func (s *httpServer) serveRequest(connCtx context.Context, sc *serverConn, req *
 	out := net.Buffers{head, body}
 	_, err := out.WriteTo(c)
 	return err == nil && keep
-}
-
-// continueReader sends "100 Continue" before the first read of a body
-// whose client waits to be asked for it.
-type continueReader struct {
-	body  io.Reader
-	bw    *bufio.Writer
-	asked bool
-	err   error
-}
-
-func (r *continueReader) Read(p []byte) (int, error) {
-	if !r.asked {
-		r.asked = true
-		r.bw.WriteString("HTTP/1.1 100 Continue\r\n\r\n")
-		r.err = r.bw.Flush()
-	}
-	if r.err != nil {
-		return 0, r.err
-	}
-	return r.body.Read(p)
-}
-
-func (r *continueReader) Close() error { return nil }
-
-// bodyClock is a request body that, once read to its end, moves its
-// connection's deadline from the body's to the answer's. Its Close does
-// nothing, as quietBody's.
-type bodyClock struct {
-	r    io.Reader
-	sc   *serverConn
-	then time.Time
-	done bool
-}
-
-func (b *bodyClock) Read(p []byte) (int, error) {
-	n, err := b.r.Read(p)
-	if err == io.EOF {
-		b.finish()
-	}
-	return n, err
-}
-
-// finish moves the connection to the answer's deadline, once.
-func (b *bodyClock) finish() {
-	if !b.done {
-		b.done = true
-		b.sc.until(b.then)
-	}
-}
-
-type bodyDoneKey struct{}
-
-// bodyRead is called by a request about to go to the device: whatever it
-// read of its body, it is done reading, and from now on the connection
-// has the answer's deadline (a handler need not read its body to EOF).
-func bodyRead(ctx context.Context) {
-	if b, ok := ctx.Value(bodyDoneKey{}).(*bodyClock); ok {
-		b.finish()
-	}
-}
-
-func (*bodyClock) Close() error { return nil }
-
-// clockedKey marks a request context that the janitor ends at the
-// request's deadline, so that Server.do need not arm a timer of its own.
-type clockedKey struct{}
-
-// clocked reports whether ctx's request has the janitor's deadline.
-func clocked(ctx context.Context) bool { return ctx.Value(clockedKey{}) != nil }
-
-// quietBody is a request body whose Close does nothing.
-type quietBody struct{ io.Reader }
-
-func (quietBody) Close() error { return nil }
-
-type watchKey struct{}
-
-// watchQueued is called by a request about to wait in the device queue:
-// until the returned stop is called, a hang-up of its client cancels its
-// context. It does nothing for a request served by another server.
-func watchQueued(ctx context.Context) (stop func()) {
-	if w, ok := ctx.Value(watchKey{}).(func() func()); ok {
-		return w()
-	}
-	return func() {}
-}
-
-// watchHangup cancels the request when c's peer closes its end; data
-// arriving instead (a pipelined request) ends the watch without cancel.
-// It peeks and never consumes. stop ends the watch.
-func watchHangup(c net.Conn, cancel func()) (stop func()) {
-	sc, ok := c.(syscall.Conn)
-	if !ok {
-		return func() {}
-	}
-	raw, err := sc.SyscallConn()
-	if err != nil {
-		return func() {}
-	}
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		var buf [1]byte
-		hungUp := false
-		err := raw.Read(func(fd uintptr) bool {
-			n, _, err := unix.Recvfrom(int(fd), buf[:], unix.MSG_PEEK|unix.MSG_DONTWAIT)
-			if errors.Is(err, unix.EAGAIN) {
-				return false // wait for the socket to become readable
-			}
-			hungUp = err != nil || n == 0 // reset, or EOF; n > 0 is a pipelined request
-			return true
-		})
-		if hungUp && err == nil {
-			cancel()
-		}
-	}()
-	return func() {
-		c.SetReadDeadline(aLongTimeAgo) // wakes the watcher
-		<-done
-		c.SetReadDeadline(time.Time{}) // the janitor keeps the time
-	}
-}
-
-// responseWriter buffers a handler's answer (the agent's answers are
-// small) so that it goes out with its length, in one write.
-type responseWriter struct {
-	header http.Header
-	req    *http.Request
-	status int
-	body   []byte
-}
-
-func (w *responseWriter) Header() http.Header { return w.header }
-
-func (w *responseWriter) WriteHeader(code int) {
-	if w.status == 0 && code >= 200 {
-		w.status = code
-	}
-}
-
-func (w *responseWriter) Write(p []byte) (int, error) {
-	if w.status == 0 {
-		w.status = http.StatusOK
-	}
-	if !bodyAllowed(w.status) {
-		return 0, http.ErrBodyNotAllowed
-	}
-	w.body = append(w.body, p...)
-	return len(p), nil
-}
-
-func bodyAllowed(code int) bool {
-	return code >= 200 && code != http.StatusNoContent && code != http.StatusNotModified
-}
-
-// head returns the status line and the header.
-func (w *responseWriter) head(keep, http11 bool) []byte {
-	if w.status == 0 {
-		w.status = http.StatusOK
-	}
-	h := w.header
-	h.Del("Transfer-Encoding")
-	if bodyAllowed(w.status) {
-		if len(w.body) > 0 && h.Get("Content-Type") == "" {
-			h.Set("Content-Type", http.DetectContentType(w.body))
-		}
-		h.Set("Content-Length", strconv.Itoa(len(w.body)))
-	} else {
-		h.Del("Content-Length")
-	}
-	switch {
-	case !keep:
-		h.Set("Connection", "close")
-	case !http11:
-		h.Set("Connection", "keep-alive")
-	}
-	if h.Get("Date") == "" {
-		h.Set("Date", time.Now().UTC().Format(http.TimeFormat))
-	}
-	var b bytes.Buffer
-	b.Grow(256)
-	b.WriteString("HTTP/1.1 ")
-	b.WriteString(strconv.Itoa(w.status))
-	b.WriteByte(' ')
-	b.WriteString(http.StatusText(w.status))
-	b.WriteString("\r\n")
-	h.Write(&b)
-	b.WriteString("\r\n")
-	return b.Bytes()
 }
