@@ -49,28 +49,26 @@ type huaweiError struct {
 // DecryptDataKey decrypts a data key (cipherHex: the cipher_text as KMS
 // gave it, hex) and returns it, sealed to the enclave on the way.
 func (h *Huawei) DecryptDataKey(ctx context.Context, keyID, cipherHex string, datakeyLen int) ([]byte, error) {
-	rc, err := h.recipient(ctx)
-	if err != nil {
-		return nil, err
-	}
-	body, _ := json.Marshal(map[string]any{"key_id": keyID, "cipher_text": cipherHex, "datakey_cipher_length": fmt.Sprint(datakeyLen), "recipient": rc})
 	var out struct {
 		CiphertextRecipient string `json:"ciphertext_recipient"`
 		DataKey             string `json:"data_key"`
 	}
-	if err := h.call(ctx, "decrypt-datakey", body, &out); err != nil {
+	if err := h.ask(ctx, "decrypt-datakey", map[string]any{"key_id": keyID, "cipher_text": cipherHex, "datakey_cipher_length": fmt.Sprint(datakeyLen)}, &out); err != nil {
 		return nil, err
 	}
 	return h.sealed(out.DataKey, out.CiphertextRecipient)
 }
 
-// recipient is the request's recipient member.
-func (h *Huawei) recipient(ctx context.Context) (map[string]string, error) {
+// ask calls op with the request's fields and its recipient member (a new
+// attestation document), and decodes the answer into out.
+func (h *Huawei) ask(ctx context.Context, op string, fields map[string]any, out any) error {
 	doc, err := h.Recipient.Document(ctx, nil)
 	if err != nil {
-		return nil, err
+		return err
 	}
-	return map[string]string{"attestation_document": base64.StdEncoding.EncodeToString(doc), "key_encryption_algorithm": "RSAES_OAEP_SHA_256"}, nil
+	fields["recipient"] = map[string]string{"attestation_document": base64.StdEncoding.EncodeToString(doc), "key_encryption_algorithm": "RSAES_OAEP_SHA_256"}
+	body, _ := json.Marshal(fields)
+	return h.call(ctx, op, body, out)
 }
 
 // sealed opens an answer's ciphertext_recipient; a clear value (plain, a
@@ -89,17 +87,12 @@ func (h *Huawei) sealed(plain, forRecipient string) ([]byte, error) {
 // CreateDataKey makes a data key of n bytes (create-datakey): it returns
 // the key (opened here) and its cipher_text (hex) for decrypt-datakey.
 func (h *Huawei) CreateDataKey(ctx context.Context, keyID string, n int) ([]byte, string, error) {
-	rc, err := h.recipient(ctx)
-	if err != nil {
-		return nil, "", err
-	}
-	body, _ := json.Marshal(map[string]any{"key_id": keyID, "datakey_length": fmt.Sprint(8 * n), "recipient": rc})
 	var out struct {
 		CipherText          string `json:"cipher_text"`
 		PlainText           string `json:"plain_text"`
 		CiphertextRecipient string `json:"ciphertext_recipient"`
 	}
-	if err := h.call(ctx, "create-datakey", body, &out); err != nil {
+	if err := h.ask(ctx, "create-datakey", map[string]any{"key_id": keyID, "datakey_length": fmt.Sprint(8 * n)}, &out); err != nil {
 		return nil, "", err
 	}
 	dk, err := h.sealed(out.PlainText, out.CiphertextRecipient)
@@ -108,16 +101,11 @@ func (h *Huawei) CreateDataKey(ctx context.Context, keyID string, n int) ([]byte
 
 // GenRandom returns n random bytes (gen-random), sealed on the way.
 func (h *Huawei) GenRandom(ctx context.Context, n int) ([]byte, error) {
-	rc, err := h.recipient(ctx)
-	if err != nil {
-		return nil, err
-	}
-	body, _ := json.Marshal(map[string]any{"random_data_length": fmt.Sprint(8 * n), "recipient": rc})
 	var out struct {
 		RandomData          string `json:"random_data"`
 		CiphertextRecipient string `json:"ciphertext_recipient"`
 	}
-	if err := h.call(ctx, "gen-random", body, &out); err != nil {
+	if err := h.ask(ctx, "gen-random", map[string]any{"random_data_length": fmt.Sprint(8 * n)}, &out); err != nil {
 		return nil, err
 	}
 	return h.sealed(out.RandomData, out.CiphertextRecipient)
