@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"crypto/rsa"
 	"errors"
+	"fmt"
 	"net/http"
 	"net/url"
 	"strings"
@@ -54,24 +55,24 @@ func (s *Server) kms(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	switch {
-	case op != "decrypt" && op != "generate-data-key" && op != "generate-data-key-pair" && op != "generate-random":
-		return &reqError{http.StatusNotFound, api.ErrNotFound, "", "no KMS operation " + op + " (decrypt, generate-data-key, generate-data-key-pair, generate-random)"}
+	case !kms.IsOp(op):
+		return &reqError{http.StatusNotFound, api.ErrNotFound, "", fmt.Sprintf("no KMS operation %q (decrypt, generate-data-key, generate-data-key-pair, generate-random)", op)}
 	case req.Credentials.AccessKeyID == "" || req.Credentials.SecretAccessKey == "":
 		return badRequest(`JSON body: "credentials" needs access_key_id and secret_access_key`)
 	case req.Vendor != "" && req.Vendor != "aws" && req.Vendor != "huawei":
 		return badRequest("vendor %q: want aws or huawei", req.Vendor)
-	case req.Vendor == "huawei" && op == "generate-data-key-pair":
-		return badRequest("vendor huawei: generate-data-key-pair is AWS's (Huawei's recipient flow covers decrypt, generate-data-key and generate-random)")
+	case req.Vendor == "huawei" && op == kms.OpGenerateDataKeyPair:
+		return badRequest("vendor huawei: %s is AWS's (Huawei's recipient flow covers %s)", op, kms.HuaweiOps)
 	case req.Region == "" && req.Endpoint == "":
 		return badRequest(`JSON body: "region" or "endpoint" is needed`)
-	case (op == "generate-data-key" || op == "generate-data-key-pair") && req.KeyID == "":
+	case (op == kms.OpGenerateDataKey || op == kms.OpGenerateDataKeyPair) && req.KeyID == "":
 		return badRequest(`JSON body: "key_id" is needed for %s`, op)
-	case op == "decrypt" && len(req.Ciphertext) == 0:
+	case op == kms.OpDecrypt && len(req.Ciphertext) == 0:
 		return badRequest(`JSON body: "ciphertext" is needed for decrypt`)
 	case req.Bytes < 0 || req.Bytes > 1024:
 		return badRequest("bytes %d outside 0..1024", req.Bytes)
 	}
-	ctx, cancel := context.WithTimeout(r.Context(), s.cfg.Timeout)
+	ctx, cancel := s.bounded(r.Context())
 	defer cancel()
 	key, err := s.keys.take(ctx)
 	if err != nil {

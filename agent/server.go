@@ -161,14 +161,20 @@ func (s *Server) Stats() api.Stats {
 // do runs fn on the device, in queue order, on behalf of the request's
 // peer, within the configured timeout.
 func (s *Server) do(r *http.Request, fn func(ctx context.Context) (any, error)) (any, error) {
-	ctx := r.Context()
-	bodyRead(ctx)
-	if !clocked(ctx) { // a server of the caller's (Handler)
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, s.cfg.Timeout)
-		defer cancel()
-	}
+	bodyRead(r.Context())
+	ctx, cancel := s.bounded(r.Context())
+	defer cancel()
 	return s.q.do(ctx, PeerFrom(ctx).PID, func(ctx context.Context) (any, error) { return s.runDevice(ctx, fn) })
+}
+
+// bounded is a request's context within the configured timeout: as it
+// is when the agent's own loop serves the request (its janitor ends it
+// then), else with a timer of its own (a server of the caller's, Handler).
+func (s *Server) bounded(ctx context.Context) (context.Context, context.CancelFunc) {
+	if clocked(ctx) {
+		return ctx, func() {}
+	}
+	return context.WithTimeout(ctx, s.cfg.Timeout)
 }
 
 // call is do with fn's own result type: the one place the device's answer

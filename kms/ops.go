@@ -14,6 +14,18 @@ const (
 	OpGenerateRandom      = "generate-random"
 )
 
+// HuaweiOps is what Huawei's recipient flow covers; key pairs are AWS's.
+const HuaweiOps = "decrypt, generate-data-key and generate-random"
+
+// IsOp reports whether op names an operation.
+func IsOp(op string) bool {
+	switch op {
+	case OpDecrypt, OpGenerateDataKey, OpGenerateDataKeyPair, OpGenerateRandom:
+		return true
+	}
+	return false
+}
+
 // Defaults of a Request.
 const (
 	DefaultBytes       = 32              // a data key (AES-256) or random bytes
@@ -88,7 +100,7 @@ func (h *Huawei) Do(ctx context.Context, r Request) (res Result, err error) {
 	case OpGenerateRandom:
 		res.Plaintext, err = h.GenRandom(ctx, r.bytes())
 	case OpGenerateDataKeyPair:
-		err = fmt.Errorf("kms: %s is AWS's (Huawei's recipient flow covers decrypt, generate-data-key and generate-random)", r.Op)
+		err = fmt.Errorf("kms: %s is AWS's (Huawei's recipient flow covers %s)", r.Op, HuaweiOps)
 	default:
 		err = fmt.Errorf("kms: no operation %q", r.Op)
 	}

@@ -83,7 +83,7 @@ func kmsCmd(args []string) (action, error) {
 	}
 	switch {
 	case *vendor == "huawei" && (sub == "generate-data-key-pair" || sub == "proxy"):
-		return nil, fmt.Errorf("kms: --vendor huawei: %s is AWS's (Huawei's recipient flow covers decrypt, generate-data-key and generate-random)", sub)
+		return nil, fmt.Errorf("kms: --vendor huawei: %s is AWS's (Huawei's recipient flow covers %s)", sub, kms.HuaweiOps)
 	case *vendor == "huawei" && *project == "":
 		return nil, usagef("kms: --vendor huawei needs --project-id or HUAWEICLOUD_SDK_PROJECT_ID")
 	case *vendor != "aws" && *vendor != "huawei":
