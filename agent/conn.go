@@ -12,10 +12,9 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 
-	"github.com/qtenclave/enclave/internal/backoff"
+	"github.com/qtenclave/enclave/internal/splice"
 )
 
 // The agent answers its local peers with its own HTTP/1.1 connection loop
@@ -80,8 +79,8 @@ type serverConn struct {
 }
 
 // Serve accepts connections on l until Shutdown, then returns
-// http.ErrServerClosed. Temporary accept errors (out of descriptors) are
-// retried with a back-off, as net/http does.
+// http.ErrServerClosed. Accept errors that pass (out of descriptors) are
+// waited out (splice.Accept).
 func (s *httpServer) Serve(l net.Listener) error {
 	s.mu.Lock()
 	if s.shutting {
@@ -101,27 +100,15 @@ func (s *httpServer) Serve(l net.Listener) error {
 		delete(s.listeners, &l)
 		s.mu.Unlock()
 	}()
-	retry := backoff.Policy{Initial: 5 * time.Millisecond, Max: time.Second}
-	var wait time.Duration
+	onRetry := func(err error, wait time.Duration) { s.logf("agent: accept: %v; retrying in %v", err, wait) }
 	for {
-		c, err := l.Accept()
+		c, err := splice.Accept(l, onRetry)
 		if err != nil {
 			if s.isShutting() {
 				return http.ErrServerClosed
 			}
-			if temporaryAccept(err) {
-				if wait == 0 {
-					wait = retry.Initial
-				} else {
-					wait = retry.Next(wait)
-				}
-				s.logf("agent: accept: %v; retrying in %v", err, wait)
-				time.Sleep(wait)
-				continue
-			}
 			return err
 		}
-		wait = 0
 		sc := &serverConn{c: c}
 		if !s.track(sc) {
 			c.Close()
@@ -129,14 +116,6 @@ func (s *httpServer) Serve(l net.Listener) error {
 		}
 		go s.serveConn(sc)
 	}
-}
-
-// temporaryAccept reports whether an accept error passes (descriptors
-// exhausted, a connection aborted before it was taken).
-func temporaryAccept(err error) bool {
-	return errors.Is(err, syscall.EMFILE) || errors.Is(err, syscall.ENFILE) ||
-		errors.Is(err, syscall.ENOBUFS) || errors.Is(err, syscall.ENOMEM) ||
-		errors.Is(err, syscall.ECONNABORTED)
 }
 
 func (s *httpServer) isShutting() bool {

@@ -1,7 +1,9 @@
 // Package splice joins two connections: what one reads the other writes,
 // both ways, each direction's end passed on as a half-close. The egress
 // companion in the enclave, the parent's tunnel server and the local
-// emulator's forwards all join streams this one way. Stdlib only.
+// emulator's forwards all join streams this one way, and accept them one
+// way (Serve, Accept; the agent's HTTP server accepts through Accept too).
+// Stdlib and internal/backoff only.
 package splice
 
 import (
@@ -92,8 +94,8 @@ func (a *activity) since() time.Duration { return time.Duration(time.Now().UnixN
 // Serve handles each connection l accepts on its own goroutine, at most
 // max at once when max > 0 (more wait in the listener's backlog), until l
 // is closed; then it waits for the handlers to return. The servers that
-// join streams (the parent's tunnels, the companion's forwards and
-// published ports) all accept this one way.
+// join streams (the parent's tunnels and ingress, the companion's forwards
+// and published ports) all accept this one way.
 func Serve(l net.Listener, max int, handle func(net.Conn)) error {
 	var slots chan struct{}
 	if max > 0 {
@@ -105,7 +107,7 @@ func Serve(l net.Listener, max int, handle func(net.Conn)) error {
 		if slots != nil {
 			slots <- struct{}{}
 		}
-		c, err := l.Accept()
+		c, err := Accept(l, nil)
 		if err != nil {
 			if slots != nil {
 				<-slots

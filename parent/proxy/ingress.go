@@ -2,9 +2,7 @@ package proxy
 
 import (
 	"context"
-	"errors"
 	"net"
-	"sync"
 	"time"
 
 	"github.com/qtenclave/enclave/internal/splice"
@@ -25,22 +23,11 @@ func (in *Ingress) Serve(ctx context.Context, l net.Listener) error {
 	stop := context.AfterFunc(ctx, func() { l.Close() })
 	defer stop()
 	defer l.Close()
-	var wg sync.WaitGroup
-	defer wg.Wait()
-	for {
-		hc, err := l.Accept()
-		if err != nil {
-			if ctx.Err() != nil || errors.Is(err, net.ErrClosed) {
-				return nil
-			}
-			return err
-		}
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			in.handle(ctx, hc)
-		}()
+	err := splice.Serve(l, 0, func(hc net.Conn) { in.handle(ctx, hc) })
+	if ctx.Err() != nil {
+		return nil
 	}
+	return err
 }
 
 func (in *Ingress) handle(ctx context.Context, hc net.Conn) {
