@@ -182,25 +182,6 @@ func (s *httpServer) Shutdown(ctx context.Context) error {
 	}
 }
 
-// limitReader lets at most n bytes through, then reports io.EOF; it
-// bounds a request's header as net/http's MaxHeaderBytes does.
-type limitReader struct {
-	r io.Reader
-	n int64
-}
-
-func (l *limitReader) Read(p []byte) (int, error) {
-	if l.n <= 0 {
-		return 0, io.EOF
-	}
-	if int64(len(p)) > l.n {
-		p = p[:l.n]
-	}
-	n, err := l.r.Read(p)
-	l.n -= int64(n)
-	return n, err
-}
-
 // headerSlack is read beyond MaxHeaderBytes before a header counts as too
 // large (net/http allows the same 4 KiB).
 const headerSlack = 4 << 10
@@ -222,13 +203,14 @@ func (s *httpServer) serveConn(sc *serverConn) {
 	if s.connContext != nil {
 		ctx = s.connContext(ctx, c)
 	}
-	lr := &limitReader{r: c}
+	// The header's bound, as net/http's MaxHeaderBytes (N is set per request).
+	lr := &io.LimitedReader{R: c}
 	br := bufio.NewReaderSize(lr, 4<<10)
 	bw := bufio.NewWriterSize(c, 4<<10)
 	for {
 		// Between requests: wait for the next one's first byte.
 		sc.until(time.Now().Add(s.limits.idle))
-		lr.n = math.MaxInt64
+		lr.N = math.MaxInt64
 		if _, err := br.Peek(1); err != nil {
 			return
 		}
@@ -237,20 +219,20 @@ func (s *httpServer) serveConn(sc *serverConn) {
 		}
 		start := time.Now()
 		sc.until(start.Add(s.limits.readHeader))
-		lr.n = int64(s.limits.maxHeaderBytes) + headerSlack - int64(br.Buffered())
+		lr.N = int64(s.limits.maxHeaderBytes) + headerSlack - int64(br.Buffered())
 		req, err := http.ReadRequest(br)
 		if err != nil {
 			switch {
-			case lr.n <= 0:
+			case lr.N <= 0:
 				writeStatus(c, http.StatusRequestHeaderFieldsTooLarge, "431 Request Header Fields Too Large")
-			case errors.Is(err, net.ErrClosed) || isTimeout(err) || errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF):
+			case errors.Is(err, net.ErrClosed) || errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF):
 				// gone or too slow: nothing to answer
 			default:
 				writeStatus(c, http.StatusBadRequest, "400 Bad Request")
 			}
 			return
 		}
-		lr.n = math.MaxInt64
+		lr.N = math.MaxInt64
 		if msg := checkRequest(req); msg != "" {
 			writeStatus(c, http.StatusBadRequest, "400 Bad Request: "+msg)
 			return
@@ -260,9 +242,11 @@ func (s *httpServer) serveConn(sc *serverConn) {
 		// answer. A handler's Close of the body must not read the rest of
 		// it (the body of http.ReadRequest does): the loop decides below.
 		answerBy := start.Add(s.limits.write)
+		var body *bodyClock
 		if req.ContentLength != 0 {
 			sc.until(start.Add(s.limits.read))
-			req.Body = &bodyClock{r: req.Body, sc: sc, then: answerBy}
+			body = &bodyClock{r: req.Body, sc: sc, then: answerBy}
+			req.Body = body
 		} else {
 			sc.until(answerBy)
 			req.Body = quietBody{req.Body}
@@ -279,7 +263,7 @@ func (s *httpServer) serveConn(sc *serverConn) {
 				req.Body = ask
 			}
 		}
-		keep := s.serveRequest(ctx, sc, req, ask)
+		keep := s.serveRequest(ctx, sc, req, body, ask)
 		if !keep || !s.setActive(sc, false) {
 			return
 		}
@@ -320,28 +304,15 @@ func validHostByte(b byte) bool {
 		strings.IndexByte("!$%&'()*+,-.:;=[]_~", b) >= 0
 }
 
-func isTimeout(err error) bool {
-	var ne net.Error
-	return errors.As(err, &ne) && ne.Timeout()
-}
-
 // serveRequest runs the handler for req and writes its answer; it reports
 // whether the connection may take another request.
-func (s *httpServer) serveRequest(connCtx context.Context, sc *serverConn, req *http.Request, ask *continueReader) (keep bool) {
+func (s *httpServer) serveRequest(connCtx context.Context, sc *serverConn, req *http.Request, body *bodyClock, ask *continueReader) (keep bool) {
 	c := sc.c
 	ctx, cancel := context.WithCancelCause(connCtx)
 	defer cancel(nil)
 	sc.req.Store(&requestClock{at: time.Now().Add(s.request).UnixNano(), cancel: cancel})
 	defer sc.req.Store(nil)
-	ctx = context.WithValue(ctx, clockedKey{}, true)
-	if b, ok := req.Body.(*bodyClock); ok {
-		ctx = context.WithValue(ctx, bodyDoneKey{}, b)
-	} else if a, ok := req.Body.(*continueReader); ok {
-		if b, ok := a.body.(*bodyClock); ok {
-			ctx = context.WithValue(ctx, bodyDoneKey{}, b)
-		}
-	}
-	ctx = context.WithValue(ctx, watchKey{}, func() func() { return watchHangup(c, func() { cancel(nil) }) })
+	ctx = context.WithValue(ctx, servedKey{}, &served{body: body, conn: c, hangUp: func() { cancel(nil) }})
 	req = req.WithContext(ctx)
 	req.RemoteAddr = c.RemoteAddr().String()
 	w := &responseWriter{header: make(http.Header), req: req}
@@ -365,11 +336,11 @@ func (s *httpServer) serveRequest(connCtx context.Context, sc *serverConn, req *
 	// The head and the body leave in one writev: a client must not wake
 	// for a head whose body is still to come.
 	head := w.head(keep, req.ProtoAtLeast(1, 1))
-	body := w.body
+	answer := w.body
 	if req.Method == http.MethodHead {
-		body = nil
+		answer = nil
 	}
-	out := net.Buffers{head, body}
+	out := net.Buffers{head, answer}
 	_, err := out.WriteTo(c)
 	return err == nil && keep
 }

@@ -79,34 +79,42 @@ func (b *bodyClock) finish() {
 	}
 }
 
-type bodyDoneKey struct{}
+func (*bodyClock) Close() error { return nil }
+
+// served is what the agent's loop tells the request's own code, through
+// its context: that the janitor keeps its deadline (Server.do then arms
+// no timer), its body's clock, and how to watch its connection.
+type served struct {
+	body   *bodyClock // nil: no body
+	conn   net.Conn
+	hangUp func() // cancels the request
+}
+
+type servedKey struct{}
+
+func servedOf(ctx context.Context) *served {
+	sv, _ := ctx.Value(servedKey{}).(*served)
+	return sv
+}
+
+// clocked reports whether ctx's request has the janitor's deadline.
+func clocked(ctx context.Context) bool { return servedOf(ctx) != nil }
 
 // bodyRead is called by a request about to go to the device: whatever it
 // read of its body, it is done reading, and from now on the connection
 // has the answer's deadline (a handler need not read its body to EOF).
 func bodyRead(ctx context.Context) {
-	if b, ok := ctx.Value(bodyDoneKey{}).(*bodyClock); ok {
-		b.finish()
+	if sv := servedOf(ctx); sv != nil && sv.body != nil {
+		sv.body.finish()
 	}
 }
-
-func (*bodyClock) Close() error { return nil }
-
-// clockedKey marks a request context that the janitor ends at the
-// request's deadline, so that Server.do need not arm a timer of its own.
-type clockedKey struct{}
-
-// clocked reports whether ctx's request has the janitor's deadline.
-func clocked(ctx context.Context) bool { return ctx.Value(clockedKey{}) != nil }
-
-type watchKey struct{}
 
 // watchQueued is called by a request about to wait in the device queue:
 // until the returned stop is called, a hang-up of its client cancels its
 // context. It does nothing for a request served by another server.
 func watchQueued(ctx context.Context) (stop func()) {
-	if w, ok := ctx.Value(watchKey{}).(func() func()); ok {
-		return w()
+	if sv := servedOf(ctx); sv != nil {
+		return watchHangup(sv.conn, sv.hangUp)
 	}
 	return func() {}
 }

@@ -3,6 +3,7 @@ package agent_test
 import (
 	"bufio"
 	"context"
+	"errors"
 	"io"
 	"net"
 	"net/http"
@@ -39,11 +40,7 @@ func rawExchange(t *testing.T, socket, in string, wait time.Duration, methods ..
 		resp, err := http.ReadResponse(br, req)
 		if err != nil {
 			var ne net.Error
-			timeout := false
-			if e, ok := err.(net.Error); ok {
-				ne = e
-				timeout = ne.Timeout()
-			}
+			timeout := errors.As(err, &ne) && ne.Timeout()
 			return answers, bodies, !timeout
 		}
 		b, _ := io.ReadAll(resp.Body)
